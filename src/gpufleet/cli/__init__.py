@@ -1,0 +1,1 @@
+"""The `gpufleet` command: thin Typer commands over the library."""

@@ -1,0 +1,41 @@
+"""Entry point: the Typer app, its commands, and a last-resort handler so users never see a traceback."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from . import inputs
+from .common import EXIT_FAILURE, err, example_path, print_summary_of
+
+app = typer.Typer(name="gpufleet", no_args_is_help=True, add_completion=False,
+                  help="A control plane for GPU capacity across many clouds: model, place, simulate, plan.",
+                  pretty_exceptions_enable=False, rich_markup_mode=None)
+
+app.command()(inputs.validate)
+app.command()(inputs.schema)
+app.command()(inputs.catalog)
+app.command()(inputs.show)
+
+
+@app.command()
+def demo() -> None:
+    """Show the bundled frontier-lab scenario: capacity by provider, contracts, workloads."""
+    print_summary_of(example_path("frontier-lab.yaml"))
+
+
+def run() -> None:
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - the last resort: a clear line, never a traceback
+        if os.environ.get("GPUFLEET_DEBUG"):
+            raise
+        err.print(f"[bold red]error:[/] internal error: {type(e).__name__}: {e} (set GPUFLEET_DEBUG=1 for details)")
+        sys.exit(EXIT_FAILURE)
