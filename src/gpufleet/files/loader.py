@@ -128,7 +128,7 @@ def _pydantic_problems(err: ValidationError, doc: Any, file: str, pos: Positions
     out = []
     for e in err.errors(include_url=False):
         path = _data_path(tuple(e["loc"]), doc)
-        msg = e["msg"]
+        msg = e["msg"].replace("Input should be ", "expected ").replace("Value error, ", "")
         if e["type"] == "missing":
             msg = "required field is missing"
         elif e["type"] == "extra_forbidden":
