@@ -86,6 +86,8 @@ def _yaml(text: str, file: str) -> tuple[Any, Positions]:
         raise FileError([FileProblem(file, f"invalid YAML: {str(e).splitlines()[0] if str(e) else type(e).__name__}")]) from None
     except RecursionError:
         raise FileError([FileProblem(file, "invalid YAML: nested too deeply")]) from None
+    if doc is None:
+        raise FileError([FileProblem(file, "is empty (only comments); expected a YAML mapping")])
     if not isinstance(doc, dict):
         raise FileError([FileProblem(file, f"expected a mapping of fields at the top level, found "
                                            f"{_kind(doc)}", line=1, col=1)])
