@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from . import inputs
+from . import inputs, place
 from .common import EXIT_FAILURE, err, example_path, print_summary_of
 
 app = typer.Typer(name="gpufleet", no_args_is_help=True, add_completion=False,
@@ -18,6 +18,7 @@ app.command()(inputs.validate)
 app.command()(inputs.schema)
 app.command()(inputs.catalog)
 app.command()(inputs.show)
+app.command()(place.place)
 
 
 @app.command()

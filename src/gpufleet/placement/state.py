@@ -1,0 +1,176 @@
+"""The fleet as the engine sees it: per-cluster domains, health, usage counters and allocations.
+
+Everything a filter or scorer reads is a counter kept up to date by commit/release, so a decision never
+scans the history. Memory is proportional to the fleet (domains) plus the work running now.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from ..model.contracts import OnDemand, ReservedCapacity, SpendCommitment
+from ..model.fleet import Cluster
+from ..model.scenario import Portfolio
+from .domains import Domains
+from .request import Allocation
+
+
+def to_seconds(d: date | datetime) -> float:
+    if isinstance(d, datetime):
+        return (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).timestamp()
+    return datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp()
+
+
+def to_date(t: float) -> date:
+    return datetime.fromtimestamp(t, tz=timezone.utc).date()
+
+
+class ContractState:
+    """A contract's terms in engine units (seconds, USD) and its running usage."""
+
+    __slots__ = ("name", "kind", "clusters", "start", "end", "rate", "rates", "commitment_usd",
+                 "reserved", "discount", "spec", "used_gpus", "burn_usd_per_h", "spent_usd")
+
+    def __init__(self, c: SpendCommitment | ReservedCapacity | OnDemand):
+        self.spec = c
+        self.name, self.kind, self.clusters = c.name, c.kind, tuple(c.clusters)
+        self.start, self.end = to_seconds(c.start), to_seconds(c.end)
+        self.rate = getattr(c, "price_per_gpu_hour", 0.0)
+        self.rates = dict(getattr(c, "cluster_rates", {}) or {})
+        self.commitment_usd = getattr(c, "commitment_usd", 0.0)
+        self.reserved = 0  # reserved GPUs in force now (set by FleetState.set_time)
+        self.discount = getattr(c, "discount", 0.0)
+        self.used_gpus = 0          # GPUs allocated now on the covered clusters
+        self.burn_usd_per_h = 0.0   # those GPUs at the contract rate
+        self.spent_usd = 0.0        # input: what has been drawn down so far (burn-down state)
+
+    def rate_for(self, cluster: str) -> float:
+        return self.rates.get(cluster, self.rate)
+
+    def in_force(self, now: float) -> bool:
+        return self.start <= now < self.end
+
+
+class ClusterState:
+    __slots__ = ("spec", "index", "name", "provider", "region", "gpu", "domains", "up", "allocated",
+                 "contracts", "fabric_max", "list_price")
+
+    def __init__(self, spec: Cluster, index: int):
+        self.spec = spec
+        self.index = index
+        self.name, self.provider, self.region, self.gpu = spec.name, spec.provider, spec.region, spec.gpu.name
+        self.domains = Domains(spec.max_domains, spec.usable_gpus_per_domain, 0)
+        self.up = True
+        self.allocated = 0
+        self.contracts: list[ContractState] = []
+        self.fabric_max = spec.fabric_max_gpus
+        self.list_price = spec.price_per_gpu_hour
+
+    @property
+    def capacity(self) -> int:
+        """GPUs in live domains (active under the ramp and not failed)."""
+        return self.domains.live_domains * self.domains.usable
+
+    @property
+    def free(self) -> int:
+        return self.domains.free_total if self.up else 0
+
+
+class FleetState:
+    """Mutable state of the fleet; changed only through the engine's commit, release and event methods."""
+
+    def __init__(self, portfolio: Portfolio, now: float):
+        self.portfolio = portfolio
+        self.clusters = [ClusterState(c, i) for i, c in enumerate(portfolio.clusters.values())]
+        self.by_name = {c.name: c for c in self.clusters}
+        self.contracts = [ContractState(c) for c in portfolio.contracts]
+        for k in self.contracts:
+            for name in k.clusters:
+                self.by_name[name].contracts.append(k)
+        self.allocations: dict[str, Allocation] = {}
+        self.team_used: dict[str, int] = {}
+        self.cohort_used: dict[str, int] = {}
+        self.class_used: dict[str, int] = {"all": 0}
+        self.class_provider_used: dict[tuple[str, str], int] = {}
+        self.key_used: dict[str, int] = {}                       # GPUs per spread key (one service)
+        self.key_provider_used: dict[tuple[str, str], int] = {}
+        self.providers_down: set[str] = set()
+        self.clusters_down: set[str] = set()
+        self.domain_allocs: dict[tuple[int, int], set[str]] = {}
+        self.cluster_allocs: list[dict[str, Allocation]] = [{} for _ in self.clusters]
+        self.preemptible_prio: list[dict[int, int]] = [{} for _ in self.clusters]  # priority -> count
+        teams = portfolio.teams
+        self.quota = {t.name: t.quota_gpus for t in teams.values()}
+        self.borrow_limit = {t.name: t.borrowing_limit_gpus for t in teams.values()}
+        self.cohort_of = {t.name: t.cohort for t in teams.values()}
+        self.cohort_quota: dict[str, int] = {}
+        for t in teams.values():
+            if t.cohort:
+                self.cohort_quota[t.cohort] = self.cohort_quota.get(t.cohort, 0) + t.quota_gpus
+        self.limits = [(lim.workload_class, lim.provider, lim.max_share)
+                       for lim in portfolio.policies.concentration_limits]
+        self.now = now
+        self.set_time(now)
+
+    # -- time: ramps and contracts in force ---------------------------------------------------------
+    def set_time(self, now: float) -> list[str]:
+        """Advance the clock; apply ramp levels. Returns allocations on domains that ceased to exist."""
+        self.now = now
+        day = to_date(now)
+        lost: list[str] = []
+        for cs in self.clusters:
+            target = cs.spec.domains_at(day)
+            if target < cs.domains.active:
+                for d in range(target, cs.domains.active):
+                    lost.extend(self.domain_allocs.get((cs.index, d), ()))
+            cs.domains.set_active(target)
+        for k in self.contracts:
+            k.reserved = k.spec.gpus_at(day) if isinstance(k.spec, ReservedCapacity) else 0
+        return sorted(set(lost))
+
+    # -- usage counters (called by the engine on commit and release) --------------------------------
+    def count(self, a: Allocation, sign: int) -> None:
+        req, n = a.request, a.request.gpus * sign
+        cs = self.by_name[a.cluster]
+        cs.allocated += n
+        self.team_used[req.team] = self.team_used.get(req.team, 0) + n
+        cohort = self.cohort_of.get(req.team)
+        if cohort:
+            self.cohort_used[cohort] = self.cohort_used.get(cohort, 0) + n
+        self.class_used[req.kind] = self.class_used.get(req.kind, 0) + n
+        self.class_used["all"] += n
+        for key in ((req.kind, cs.provider), ("all", cs.provider)):
+            self.class_provider_used[key] = self.class_provider_used.get(key, 0) + n
+        if req.spread_key is not None:
+            self.key_used[req.spread_key] = self.key_used.get(req.spread_key, 0) + n
+            kp = (req.spread_key, cs.provider)
+            self.key_provider_used[kp] = self.key_provider_used.get(kp, 0) + n
+        for k in cs.contracts:
+            k.used_gpus += n
+            k.burn_usd_per_h += n * k.rate_for(cs.name)
+        allocs, prio = self.cluster_allocs[cs.index], self.preemptible_prio[cs.index]
+        if sign > 0:
+            allocs[req.id] = a
+        else:
+            allocs.pop(req.id, None)
+        if req.preemptible:
+            left = prio.get(req.priority, 0) + sign
+            if left:
+                prio[req.priority] = left
+            else:
+                prio.pop(req.priority, None)
+        for d, _ in a.parts:
+            key2 = (cs.index, d)
+            if sign > 0:
+                self.domain_allocs.setdefault(key2, set()).add(req.id)
+            else:
+                s = self.domain_allocs.get(key2)
+                if s is not None:
+                    s.discard(req.id)
+                    if not s:
+                        del self.domain_allocs[key2]
+
+    def allocations_on(self, cluster: ClusterState, domain: int | None = None) -> list[str]:
+        if domain is not None:
+            return sorted(self.domain_allocs.get((cluster.index, domain), ()))
+        return sorted(self.cluster_allocs[cluster.index])
