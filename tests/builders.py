@@ -68,3 +68,32 @@ class ScenarioBuilder:
 
 def a_scenario() -> ScenarioBuilder:
     return ScenarioBuilder()
+
+
+# -- placement builders -------------------------------------------------------------------------------
+def a_portfolio(*clusters: dict, contracts=(), teams=(), limits=(), workloads=(), **fields: Any):
+    """A resolved Portfolio from builder dicts (validated exactly like a file)."""
+    from gpufleet.catalog import bundled_catalog
+    from gpufleet.model.checks import build_portfolio
+    from gpufleet.model.scenario import Scenario
+
+    doc = {"name": "t", "start": "2026-01-01", "end": "2027-01-01",
+           "clusters": list(clusters) or [a_cluster()], "contracts": list(contracts),
+           "teams": list(teams), "workloads": list(workloads),
+           "policies": {"concentration_limits": list(limits)}, **fields}
+    return build_portfolio(Scenario.model_validate(doc), bundled_catalog())
+
+
+def a_request(rid: str = "r1", gpus: int = 1, group: int | None = None, *, types=("H100",), **more: Any):
+    from gpufleet.placement.request import Request
+
+    return Request(id=rid, gpus=gpus, group=group or gpus, speeds={t: 1.0 for t in types}, **more)
+
+
+def an_engine(portfolio, at: str = "2026-06-01", profile: str = "cost"):
+    from datetime import date
+
+    from gpufleet.placement.engine import Engine
+    from gpufleet.placement.state import to_seconds
+
+    return Engine(portfolio, to_seconds(date.fromisoformat(at)), profile)
