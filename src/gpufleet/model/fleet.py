@@ -68,7 +68,7 @@ class ClusterSpec(Model):
         None, description="largest gang that can span the scale-out fabric; default the whole cluster")
     price_per_gpu_hour: PricePerGpuHour | None = None
     offering: Name | None = Field(None, description="catalog offering id to take the list price from")
-    reliability: ReliabilitySpec = ReliabilitySpec()
+    reliability: ReliabilitySpec = Field(default_factory=ReliabilitySpec)
     backend: Name | None = Field(None, description="execution backend for live runs (e.g. local)")
 
 

@@ -18,11 +18,15 @@ class ConcentrationLimit(Model):
     max_share: Share
 
 
+def _inference_only() -> list[Literal["training", "inference", "batch"]]:
+    return ["inference"]
+
+
 class Policies(Model):
     concentration_limits: list[ConcentrationLimit] = Field(default_factory=list, max_length=1000)
     default_profile: Name = "cost"
     critical_classes: list[Literal["training", "inference", "batch"]] = Field(
-        default_factory=lambda: ["inference"],
+        default_factory=_inference_only,
         description="classes that must survive the loss of any one provider (planner N-1)")
     n1_fraction: Annotated[float, Field(ge=0, le=1)] = 0.5
 

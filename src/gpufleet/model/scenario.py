@@ -29,8 +29,8 @@ class Scenario(Model):
     contracts: list[Contract] = Field(default_factory=list, max_length=100_000)
     teams: list[Team] = Field(default_factory=list, max_length=100_000)
     workloads: list[Workload] = Field(default_factory=list, max_length=1_000_000)
-    policies: Policies = Policies()
-    failures: Failures = Failures()
+    policies: Policies = Field(default_factory=Policies)
+    failures: Failures = Field(default_factory=Failures)
 
 
 @dataclass(frozen=True)

@@ -40,11 +40,20 @@ def _contract_cost(k: ContractState, cs: ClusterState, gpus: int, now: float) ->
     return cs.list_price * (1.0 - k.discount)  # on demand
 
 
-def marginal_cost(cs: ClusterState, gpus: int, now: float) -> float:
-    """USD per GPU-hour that placing `gpus` more GPUs on `cs` adds to the bill."""
+def marginal_cost(cs: ClusterState, gpus: int, now: float, shared: list | None = None) -> float:
+    """USD per GPU-hour that placing `gpus` more GPUs on `cs` adds to the bill.
+
+    `shared` (one slot per contract term of the fleet, None when not yet computed) lets one decision
+    compute a spend commitment's figure once for all the clusters it covers.
+    """
     best = cs.list_price
-    for k in cs.contracts:
-        c = _contract_cost(k, cs, gpus, now)
+    for t, k, _ in cs.cost_terms:
+        if shared is not None and k.kind == "spend_commitment":
+            c = shared[t]
+            if c is None:
+                c = shared[t] = _contract_cost(k, cs, gpus, now)
+        else:
+            c = _contract_cost(k, cs, gpus, now)
         if c is not None and c < best:
             best = c
     return best

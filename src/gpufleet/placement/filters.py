@@ -12,6 +12,7 @@ from .request import Reject, Request
 from .state import ClusterState, FleetState
 
 Filter = Callable[[ClusterState, Request, FleetState], "Reject | None"]
+BatchFilter = Callable[[list[ClusterState], Request, FleetState], "tuple[list[ClusterState], list]"]
 
 
 # -- static -------------------------------------------------------------------------------------------
@@ -43,40 +44,58 @@ def topology(cs: ClusterState, req: Request, fleet: FleetState) -> Reject | None
     return None
 
 
-# -- dynamic ------------------------------------------------------------------------------------------
-def health(cs: ClusterState, req: Request, fleet: FleetState) -> Reject | None:
-    if cs.provider in fleet.providers_down:
-        return Reject("health", "provider {} is down", (cs.provider,))
-    if not cs.up:
-        return Reject("health", "cluster {} is down", (cs.name,))
-    return None
+# -- dynamic: each takes all candidates at once and returns (kept, rejected) ----------------------------
+# Batch form keeps the common case (everything passes) to one list comprehension per filter;
+# a Reject with its numbers is built only for clusters that fail.
+Rejected = list[tuple[ClusterState, Reject]]
 
 
-def capacity(cs: ClusterState, req: Request, fleet: FleetState) -> Reject | None:
-    dom, g, n = cs.domains, req.group, req.groups
+def health(cands: list[ClusterState], req: Request, fleet: FleetState) -> tuple[list[ClusterState], Rejected]:
+    down = fleet.providers_down
+    ok = [cs for cs in cands if cs.up and cs.provider not in down] if down else [cs for cs in cands if cs.up]
+    if len(ok) == len(cands):
+        return ok, []
+    return ok, [(cs, Reject("health", "provider {} is down", (cs.provider,)) if cs.provider in down
+                 else Reject("health", "cluster {} is down", (cs.name,))) for cs in cands if cs not in ok]
+
+
+def capacity(cands: list[ClusterState], req: Request, fleet: FleetState) -> tuple[list[ClusterState], Rejected]:
+    g, n = req.group, req.groups
     if n == 1:
-        if dom.fits_one(g):
-            return None
-    elif dom.count_groups(g, n) >= n:
-        return None
-    have = dom.count_groups(g, n)
-    return Reject("capacity", "needs {:,} group(s) of {} GPUs in one fabric, {:,} free now ({:,} GPUs free in {:,} live domains)",
-                  (n, g, have, dom.free_total, dom.live_domains))
+        ok = [cs for cs in cands if cs.domains.mask >> g]
+    else:
+        ok = [cs for cs in cands if cs.domains.count_groups(g, n) >= n]
+    if len(ok) == len(cands):
+        return ok, []
+    return ok, [(cs, _short_of(cs, req)) for cs in cands if cs not in ok]
 
 
-def concentration(cs: ClusterState, req: Request, fleet: FleetState) -> Reject | None:
+def _short_of(cs: ClusterState, req: Request) -> Reject:
+    dom = cs.domains
+    return Reject("capacity", "needs {:,} group(s) of {} GPUs in one fabric, {:,} free now "
+                  "({:,} GPUs free in {:,} live domains)",
+                  (req.groups, req.group, dom.count_groups(req.group, req.groups), dom.free_total, dom.live_domains))
+
+
+def concentration(cands: list[ClusterState], req: Request, fleet: FleetState) -> tuple[list[ClusterState], Rejected]:
     """A provider already over its cap for a class takes no more of it (overshoot is at most one request)."""
+    if not fleet.limits:
+        return cands, []
+    over: dict[str, Reject] = {}
     for cls, provider, cap in fleet.limits:
-        if (cls != "all" and cls != req.kind) or (provider is not None and provider != cs.provider):
+        if cls != "all" and cls != req.kind:
             continue
         total = fleet.class_used.get(cls, 0)
         if total <= 0:
             continue
-        mine = fleet.class_provider_used.get((cls, cs.provider), 0)
-        if mine > cap * total:
-            return Reject("concentration", "provider {} already carries {:.0%} of {} work, over its cap of {:.0%}",
-                          (cs.provider, mine / total, cls, cap))
-    return None
+        for p in (fleet.providers if provider is None else (provider,)):
+            mine = fleet.class_provider_used.get((cls, p), 0)
+            if mine > cap * total and p not in over:
+                over[p] = Reject("concentration", "provider {} already carries {:.0%} of {} work, over its "
+                                 "cap of {:.0%}", (p, mine / total, cls, cap))
+    if not over:
+        return cands, []
+    return [cs for cs in cands if cs.provider not in over], [(cs, over[cs.provider]) for cs in cands if cs.provider in over]
 
 
 # -- cluster-independent (checked once per decision) -------------------------------------------------
@@ -106,4 +125,7 @@ def quota(req: Request, fleet: FleetState) -> Reject | None:
 
 # The registry: one literal map. Order here is the order of evaluation in the pipeline.
 STATIC_FILTERS: dict[str, Filter] = {"gpu_type": gpu_type, "region_provider": region_provider, "topology": topology}
-DYNAMIC_FILTERS: dict[str, Filter] = {"health": health, "capacity": capacity, "concentration": concentration}
+# Cluster filters read one cluster's state only, so the engine caches their verdict until that cluster changes;
+# fleet filters read fleet-wide counters and run on every decision.
+CLUSTER_FILTERS: dict[str, BatchFilter] = {"health": health, "capacity": capacity}
+FLEET_FILTERS: dict[str, BatchFilter] = {"concentration": concentration}

@@ -68,8 +68,10 @@ def place_replicas(engine: Engine, requests: list[Request], min_providers: int =
             fresh = frozenset(pool - used)
             if fresh:
                 req.providers = fresh
+                req.reshape()
                 d = engine.decide(req, explain)
                 req.providers = base
+                req.reshape()
                 if not d.placed:
                     d = None
         if d is None:

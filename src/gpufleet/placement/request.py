@@ -25,19 +25,20 @@ class Request:
     providers: frozenset[str] | None = None
     checkpoint_interval_s: float = 3600.0
     spread_key: str | None = None  # replicas of one service share a key; the spread scorer reads it
+    shape: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.gpus < 1 or self.group < 1 or self.gpus % self.group:
             raise ValueError(f"request {self.id}: {self.gpus} GPUs are not whole groups of {self.group}")
+        self.reshape()
+
+    def reshape(self) -> None:
+        """Recompute `shape`: everything static filters and cluster-scoped scorers read (call after edits)."""
+        self.shape = (tuple(sorted(self.speeds.items())), self.regions, self.providers, self.group, self.gpus)
 
     @property
     def groups(self) -> int:
         return self.gpus // self.group
-
-    @property
-    def shape(self) -> tuple:
-        """Everything the static filters read: requests of one shape share their candidate list."""
-        return (tuple(sorted(self.speeds)), self.regions, self.providers, self.group, self.gpus)
 
 
 @dataclass(frozen=True, slots=True)

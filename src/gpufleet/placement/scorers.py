@@ -18,14 +18,24 @@ PRICE_FLOOR = 0.50  # $/GPU-hour added to both sides of a price ratio, so near-f
 
 
 def _ratio_to_cheapest(prices: list[float]) -> list[float]:
-    lo = min(prices)
-    return [(lo + PRICE_FLOOR) / (p + PRICE_FLOOR) for p in prices]
+    top = min(prices) + PRICE_FLOOR
+    return [top / (p + PRICE_FLOOR) for p in prices]
 
 
 def cost(cands: list[ClusterState], req: Request, fleet: FleetState, ctx: dict) -> list[float]:
     """Effective cost under the contracts, per useful GPU-hour (divided by the job's speed there)."""
-    now, speeds = fleet.now, req.speeds
-    rates = [marginal_cost(cs, req.gpus, now) for cs in cands]
+    now, speeds, gpus = fleet.now, req.speeds, req.gpus
+    by_group: dict[int, float] = {}
+    shared = [None] * fleet.cost_term_count
+    rates = []
+    for cs in cands:
+        if not cs.contracts:
+            rates.append(cs.list_price)
+            continue
+        r = by_group.get(cs.cost_group)
+        if r is None:
+            r = by_group[cs.cost_group] = marginal_cost(cs, gpus, now, shared)
+        rates.append(r)
     ctx["cost_per_gpu_hour"] = rates
     return _ratio_to_cheapest([r / speeds[cs.gpu] for r, cs in zip(rates, cands)])
 
@@ -37,38 +47,47 @@ def list_price(cands: list[ClusterState], req: Request, fleet: FleetState, ctx: 
 
 
 def packing(cands: list[ClusterState], req: Request, fleet: FleetState, ctx: dict) -> list[float]:
-    """Fill partly used domains first (keeping whole NVL72 racks free for big gangs) and busy clusters first."""
+    """Fill partly used domains first (keeping whole NVL72 racks free for big gangs) and busy clusters first.
+
+    Half the score is how snugly the first group fits (g / free GPUs of the fullest domain that fits it),
+    half is how busy the cluster is.
+    """
     g, out = req.group, []
     for cs in cands:
         dom = cs.domains
-        level = dom.best_fit_level(g)
-        fit = g / level if level > 0 else 0.0
+        m = dom.mask >> g
+        fit = g / (g + (m & -m).bit_length() - 1) if m else 0.0
         cap = dom.live_domains * dom.usable
-        busy = 1.0 - dom.free_total / cap if cap else 0.0
-        out.append(0.5 * fit + 0.5 * busy)
+        out.append(0.5 * fit + (0.5 - 0.5 * dom.free_total / cap if cap else 0.0))
     return out
 
 
 def spread(cands: list[ClusterState], req: Request, fleet: FleetState, ctx: dict) -> list[float]:
     """Prefer providers carrying less of this service (replicas sharing a spread key) or of this class."""
     if req.spread_key is not None:
-        total = fleet.key_used.get(req.spread_key, 0)
-        used = fleet.key_provider_used
-        key = req.spread_key
-        return [1.0 - used.get((key, cs.provider), 0) / total if total else 1.0 for cs in cands]
-    total = fleet.class_used.get(req.kind, 0)
-    used = fleet.class_provider_used
-    return [1.0 - used.get((req.kind, cs.provider), 0) / total if total else 1.0 for cs in cands]
+        key, total, used = req.spread_key, fleet.key_used.get(req.spread_key, 0), fleet.key_provider_used
+    else:
+        key, total, used = req.kind, fleet.class_used.get(req.kind, 0), fleet.class_provider_used
+    if not total:
+        return [1.0] * len(cands)
+    by_provider = {p: 1.0 - used.get((key, p), 0) / total for p in fleet.providers}
+    return [by_provider[cs.provider] for cs in cands]
 
 
 def headroom(cands: list[ClusterState], req: Request, fleet: FleetState, ctx: dict) -> list[float]:
     """Prefer clusters left with spare capacity after this placement (room to absorb failures)."""
-    out = []
+    gpus, out = req.gpus, []
     for cs in cands:
-        cap = cs.domains.live_domains * cs.domains.usable
-        out.append(max(0.0, cs.domains.free_total - req.gpus) / cap if cap else 0.0)
+        dom = cs.domains
+        cap = dom.live_domains * dom.usable
+        left = dom.free_total - gpus
+        out.append(left / cap if cap and left > 0 else 0.0)
     return out
 
 
 SCORERS: dict[str, Scorer] = {"cost": cost, "list_price": list_price, "packing": packing,
                               "spread": spread, "headroom": headroom}
+# Scorers that read only the request's shape and one cluster's state: the engine caches their weighted sum
+# per (shape, cluster) until that cluster changes (Borg-style score caching). The others read fleet-wide
+# counters (contract burn, provider shares) and run on every decision.
+CLUSTER_SCOPED = frozenset({"packing", "headroom"})  # list_price is relative to the cheapest feasible, so per decision

@@ -53,18 +53,20 @@ class ContractState:
 
 class ClusterState:
     __slots__ = ("spec", "index", "name", "provider", "region", "gpu", "domains", "up", "allocated",
-                 "contracts", "fabric_max", "list_price")
+                 "contracts", "fabric_max", "list_price", "cost_group", "cost_terms")
 
-    def __init__(self, spec: Cluster, index: int):
+    def __init__(self, spec: Cluster, index: int, domains_cls: type = Domains):
         self.spec = spec
         self.index = index
         self.name, self.provider, self.region, self.gpu = spec.name, spec.provider, spec.region, spec.gpu.name
-        self.domains = Domains(spec.max_domains, spec.usable_gpus_per_domain, 0)
+        self.domains = domains_cls(spec.max_domains, spec.usable_gpus_per_domain, 0)
         self.up = True
         self.allocated = 0
         self.contracts: list[ContractState] = []
         self.fabric_max = spec.fabric_max_gpus
         self.list_price = spec.price_per_gpu_hour
+        self.cost_group = -1  # clusters with the same contracts, rates and list price cost the same
+        self.cost_terms: tuple[tuple[int, ContractState, float], ...] = ()  # (term index, contract, rate here)
 
     @property
     def capacity(self) -> int:
@@ -79,14 +81,24 @@ class ClusterState:
 class FleetState:
     """Mutable state of the fleet; changed only through the engine's commit, release and event methods."""
 
-    def __init__(self, portfolio: Portfolio, now: float):
+    def __init__(self, portfolio: Portfolio, now: float, domains_cls: type = Domains):
         self.portfolio = portfolio
-        self.clusters = [ClusterState(c, i) for i, c in enumerate(portfolio.clusters.values())]
+        self.clusters = [ClusterState(c, i, domains_cls) for i, c in enumerate(portfolio.clusters.values())]
         self.by_name = {c.name: c for c in self.clusters}
         self.contracts = [ContractState(c) for c in portfolio.contracts]
         for k in self.contracts:
             for name in k.clusters:
                 self.by_name[name].contracts.append(k)
+        terms: dict[tuple[str, float], int] = {}  # distinct (contract, rate) pairs across the fleet
+        for cs in self.clusters:
+            cs.cost_terms = tuple((terms.setdefault((k.name, k.rate_for(cs.name)), len(terms)), k, k.rate_for(cs.name))
+                                  for k in cs.contracts)
+        self.cost_term_count = len(terms)
+        groups: dict[tuple, int] = {}
+        for cs in self.clusters:
+            key = (tuple(t for t, _, _ in cs.cost_terms), cs.list_price)
+            cs.cost_group = groups.setdefault(key, len(groups))
+        self.providers = sorted({cs.provider for cs in self.clusters})
         self.allocations: dict[str, Allocation] = {}
         self.team_used: dict[str, int] = {}
         self.cohort_used: dict[str, int] = {}
@@ -96,7 +108,6 @@ class FleetState:
         self.key_provider_used: dict[tuple[str, str], int] = {}
         self.providers_down: set[str] = set()
         self.clusters_down: set[str] = set()
-        self.domain_allocs: dict[tuple[int, int], set[str]] = {}
         self.cluster_allocs: list[dict[str, Allocation]] = [{} for _ in self.clusters]
         self.preemptible_prio: list[dict[int, int]] = [{} for _ in self.clusters]  # priority -> count
         teams = portfolio.teams
@@ -109,6 +120,8 @@ class FleetState:
                 self.cohort_quota[t.cohort] = self.cohort_quota.get(t.cohort, 0) + t.quota_gpus
         self.limits = [(lim.workload_class, lim.provider, lim.max_share)
                        for lim in portfolio.policies.concentration_limits]
+        self.changes: list[int] = []   # indices of clusters changed, in order (read by the engine's caches)
+        self.changes_base = 0          # absolute position of changes[0]
         self.now = now
         self.set_time(now)
 
@@ -120,13 +133,28 @@ class FleetState:
         lost: list[str] = []
         for cs in self.clusters:
             target = cs.spec.domains_at(day)
+            if target == cs.domains.active:
+                continue
             if target < cs.domains.active:
-                for d in range(target, cs.domains.active):
-                    lost.extend(self.domain_allocs.get((cs.index, d), ()))
+                lost.extend(rid for rid, a in self.cluster_allocs[cs.index].items()
+                            if any(d >= target for d, _ in a.parts))
             cs.domains.set_active(target)
+            self.touch(cs)
         for k in self.contracts:
             k.reserved = k.spec.gpus_at(day) if isinstance(k.spec, ReservedCapacity) else 0
         return sorted(set(lost))
+
+    def touch(self, cs: ClusterState) -> None:
+        """Record that `cs` changed (its domains or health); caches keyed on it must be refreshed."""
+        self.changes.append(cs.index)
+        if len(self.changes) > 200_000:
+            drop = len(self.changes) // 2
+            del self.changes[:drop]
+            self.changes_base += drop
+
+    @property
+    def change_position(self) -> int:
+        return self.changes_base + len(self.changes)
 
     # -- usage counters (called by the engine on commit and release) --------------------------------
     def count(self, a: Allocation, sign: int) -> None:
@@ -159,18 +187,9 @@ class FleetState:
                 prio[req.priority] = left
             else:
                 prio.pop(req.priority, None)
-        for d, _ in a.parts:
-            key2 = (cs.index, d)
-            if sign > 0:
-                self.domain_allocs.setdefault(key2, set()).add(req.id)
-            else:
-                s = self.domain_allocs.get(key2)
-                if s is not None:
-                    s.discard(req.id)
-                    if not s:
-                        del self.domain_allocs[key2]
 
     def allocations_on(self, cluster: ClusterState, domain: int | None = None) -> list[str]:
-        if domain is not None:
-            return sorted(self.domain_allocs.get((cluster.index, domain), ()))
-        return sorted(self.cluster_allocs[cluster.index])
+        allocs = self.cluster_allocs[cluster.index]
+        if domain is None:
+            return sorted(allocs)
+        return sorted(rid for rid, a in allocs.items() if any(d == domain for d, _ in a.parts))

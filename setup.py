@@ -1,0 +1,22 @@
+"""Build hook: compile the placement core with mypyc (the same Python source, about twice as fast).
+
+Set GPUFLEET_PURE=1 to install it as plain Python (no C compiler needed); behaviour is identical.
+"""
+
+import os
+
+from setuptools import setup
+
+# The hot path of every placement decision; pure, fully annotated modules.
+COMPILED = ["domains", "request", "state", "costs", "filters", "scorers", "engine"]
+
+ext_modules = []
+if os.environ.get("GPUFLEET_PURE", "") not in ("1", "true", "yes"):
+    try:
+        from mypyc.build import mypycify
+    except ImportError:  # building without mypy available: fall back to pure Python
+        print("gpufleet: mypyc not available, installing the placement core as pure Python")
+    else:
+        ext_modules = mypycify([f"src/gpufleet/placement/{m}.py" for m in COMPILED], opt_level="3")
+
+setup(ext_modules=ext_modules)
