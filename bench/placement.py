@@ -28,7 +28,7 @@ from gpufleet.placement.engine import Engine  # noqa: E402
 from gpufleet.placement.state import to_seconds  # noqa: E402
 
 
-def run(portfolio, n: int, seed: int, domains_cls) -> dict:
+def run(portfolio, n: int, seed: int, domains_cls, load: float = 1.2) -> dict:
     t0 = to_seconds(date(2026, 6, 1))
     engine = Engine(portfolio, t0, "cost", domains_cls=domains_cls)
     capacity = sum(c.capacity for c in engine.state.clusters)
@@ -36,8 +36,9 @@ def run(portfolio, n: int, seed: int, domains_cls) -> dict:
     lat = array("q")
     placed = rejected = preempted = 0
     busy = 0.0
+    util_sum, util_n = 0.0, 0
     clock = time.perf_counter_ns
-    for arrival, duration, req in request_stream(n, seed, mean_gpus_busy=0.9 * capacity):
+    for arrival, duration, req in request_stream(n, seed, mean_gpus_busy=load * capacity):
         now = t0 + arrival
         while departures and departures[0][0] <= now:
             _, rid = heapq.heappop(departures)
@@ -52,6 +53,9 @@ def run(portfolio, n: int, seed: int, domains_cls) -> dict:
         e = clock()
         lat.append(e - s)
         busy += e - s
+        if len(lat) % 1000 == 0:
+            util_sum += engine.state.class_used["all"] / capacity
+            util_n += 1
         if d.placed:
             placed += 1
             preempted += len(d.victims)
@@ -62,6 +66,7 @@ def run(portfolio, n: int, seed: int, domains_cls) -> dict:
     return {"decisions": len(lat), "busy_s": busy / 1e9, "decisions_per_s": len(lat) / (busy / 1e9),
             "p50_decision_us": ordered[len(ordered) // 2] / 1e3, "p99_decision_us": ordered[int(len(ordered) * 0.99)] / 1e3,
             "placed": placed, "rejected": rejected, "preempted": preempted, "gpus": capacity,
+            "mean_utilization": util_sum / max(1, util_n),
             "allocations_at_end": len(engine.state.allocations)}
 
 
@@ -81,7 +86,8 @@ def main() -> None:
            "requests": args.requests, "decisions_per_s": round(fast["decisions_per_s"]),
            "p50_decision_us": round(fast["p50_decision_us"], 1), "p99_decision_us": round(fast["p99_decision_us"], 1),
            "peak_rss_mb": round(rss_mb, 1), "placed": fast["placed"], "rejected": fast["rejected"],
-           "preempted": fast["preempted"], "wall_s": round(wall, 1)}
+           "preempted": fast["preempted"], "mean_utilization": round(fast["mean_utilization"], 3),
+           "wall_s": round(wall, 1)}
     if args.naive_requests:
         naive = run(portfolio, args.naive_requests, args.seed, ScanDomains)
         prefix = run(portfolio, args.naive_requests, args.seed, Domains)

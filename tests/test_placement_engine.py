@@ -38,7 +38,7 @@ def test_best_fit_fills_partly_used_domains_first():
     (dict(gpus=144, group=144, types=("GB200",)), "topology", "cannot sit in one NVLink domain of 72"),
     (dict(gpus=72 * 5, group=72, types=("GB200",)), "topology", "exceeds this cluster's fabric"),
     (dict(types=("GB200",), providers=frozenset({"azure"})), "region_provider", "provider aws is not allowed"),
-    (dict(types=("GB200",), regions=frozenset({"eu-west-1"})), "region_provider", "region us-east-1 is not allowed"),
+    (dict(types=("GB200",), regions=frozenset({"eu-west-1"})), "region_provider", "region us-east-1 (area us-east-1) is not allowed"),
 ])
 def test_static_filters_reject_with_reasons(req, filt, words):
     e = an_engine(a_portfolio(nvl72(domains=4)))

@@ -1,5 +1,6 @@
 """Invariants of the placement engine over random fleets and random sequences of requests and releases."""
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -107,3 +108,20 @@ def test_random_sequences_keep_every_invariant(data):
                 e.commit(e.decide(req))
             live = [x for x in live if x not in d.victims] + [req.id]
         check_invariants(e)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_cached_decisions_equal_explained_decisions(data):
+    """The fast path (per-shape caches) and the explained path (no caches) always agree."""
+    e = an_engine(data.draw(fleets()))
+    for i in range(data.draw(st.integers(1, 30))):
+        req = data.draw(requests(i))
+        fast = e.decide(req)
+        slow = e.decide(req, explain=True)
+        assert (fast.cluster, fast.victims, fast.reason) == (slow.cluster, slow.victims, slow.reason)
+        if fast.placed:
+            assert fast.score == pytest.approx(slow.score, abs=1e-9)
+            e.commit(fast)
+        if e.state.allocations and data.draw(st.booleans()):
+            e.release(sorted(e.state.allocations)[0])

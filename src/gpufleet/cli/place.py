@@ -52,7 +52,7 @@ def _spent(items: list[str], engine: Engine) -> None:
 
 def _alloc_json(a: Allocation, d: Decision, p: Portfolio) -> dict:
     c = p.clusters[a.cluster]
-    return {"cluster": a.cluster, "provider": c.provider, "region": c.region, "gpu": c.gpu.name,
+    return {"cluster": a.cluster, "provider": c.provider, "region": c.region, "area": c.area, "gpu": c.gpu.name,
             "domains": [{"domain": dom, "gpus": n} for dom, n in a.parts],
             "cost_per_gpu_hour": d.cost_per_gpu_hour, "list_price_per_gpu_hour": c.price_per_gpu_hour,
             "score": d.score, "victims": list(d.victims)}
@@ -119,7 +119,7 @@ def _print_gang(doc: dict, as_json: bool, explain: bool) -> None:
         return
     if doc["placed"]:
         n = len(doc["domains"])
-        out.print(f"[green]placed[/] {doc['job']}: {doc['gpus']:,} GPUs on [bold]{doc['cluster']}[/] "
+        out.print(f"[green]placed[/] {doc['job']}: {doc['gpus']:,} GPU{'s' if doc['gpus'] != 1 else ''} on [bold]{doc['cluster']}[/] "
                   f"({doc['provider']} {doc['region']}, {doc['gpu']}) in {n} domain(s); "
                   f"effective ${doc['cost_per_gpu_hour']:.2f}/GPU-h (list ${doc['list_price_per_gpu_hour']:.2f})")
         if doc["victims"]:

@@ -89,7 +89,8 @@ def _resolve_cluster(i: int, spec: ClusterSpec, catalog: "Catalog", providers: d
         usable_gpus_per_domain=usable, ramp_dates=dates, ramp_domains=levels,
         fabric_max_gpus=spec.fabric_max_gpus, price_per_gpu_hour=float(price),
         domain_mtbf_h=rel.domain_mtbf_h or DEFAULT_GPU_MTBF_H / usable, repair_h=rel.repair_h,
-        cluster_mtbf_h=rel.cluster_mtbf_h, cluster_repair_h=rel.cluster_repair_h, backend=spec.backend)
+        cluster_mtbf_h=rel.cluster_mtbf_h, cluster_repair_h=rel.cluster_repair_h, backend=spec.backend,
+        area=spec.area or spec.region)
 
 
 def _check_contracts(s: Scenario, clusters: dict[str, Cluster], providers: dict[str, ProviderSpec],
@@ -128,14 +129,14 @@ def _check_contracts(s: Scenario, clusters: dict[str, Cluster], providers: dict[
 def _allowed_clusters(w, clusters: dict[str, Cluster], catalog: "Catalog") -> list[Cluster]:
     types = {catalog.canonical(t) for t in w.gpu_types}
     return [c for c in clusters.values() if c.gpu.name in types
-            and (w.regions is None or c.region in w.regions)
+            and (w.regions is None or c.region in w.regions or c.area in w.regions)
             and (w.providers is None or c.provider in w.providers)]
 
 
 def _check_workloads(s: Scenario, clusters: dict[str, Cluster], providers: dict[str, ProviderSpec],
                      catalog: "Catalog", out: list[Problem]) -> None:
     team_names = {t.name for t in s.teams}
-    regions = {c.region for c in clusters.values()}
+    regions = {c.region for c in clusters.values()} | {c.area for c in clusters.values()}
     for i, w in enumerate(s.workloads):
         at: Path = ("workloads", i)
         for t in w.gpu_types:
@@ -148,7 +149,7 @@ def _check_workloads(s: Scenario, clusters: dict[str, Cluster], providers: dict[
                 out.append(Problem(at + ("providers", j), f"unknown provider {p!r}"))
         for j, r in enumerate(w.regions or []):
             if r not in regions:
-                out.append(Problem(at + ("regions", j), f"no cluster is in region {r!r}"))
+                out.append(Problem(at + ("regions", j), f"no cluster is in region or area {r!r}"))
         allowed = _allowed_clusters(w, clusters, catalog)
         group = w.tp if isinstance(w, TrainingWorkload) else (
             w.replica_tp if isinstance(w, InferenceWorkload) else w.gpus)
@@ -177,7 +178,7 @@ def _check_workloads(s: Scenario, clusters: dict[str, Cluster], providers: dict[
             for j, d in enumerate(w.demand):
                 for r in d.replicas:
                     if r not in regions:
-                        out.append(Problem(at + ("demand", j, "replicas", r), f"no cluster is in region {r!r}"))
+                        out.append(Problem(at + ("demand", j, "replicas", r), f"no cluster is in region or area {r!r}"))
             n_prov = len({c.provider for c in allowed})
             if allowed and w.min_providers > n_prov:
                 out.append(Problem(at + ("min_providers",), f"needs {w.min_providers} providers but only "

@@ -57,6 +57,8 @@ class ClusterSpec(Model):
     name: Name
     provider: Name
     region: Name
+    area: Name | None = Field(None, description="wider area that inference demand may name (e.g. us-east) so "
+                                                "replicas can go to any provider there; default the region")
     gpu: Name
     domain_size: GpuCount | None = Field(None, description="GPUs per NVLink domain (72 for NVL72, 8 for HGX)")
     usable_gpus_per_domain: GpuCount | None = Field(
@@ -91,6 +93,11 @@ class Cluster:
     cluster_mtbf_h: float | None
     cluster_repair_h: float
     backend: str | None = None
+    area: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.area:
+            object.__setattr__(self, "area", self.region)
 
     def domains_at(self, day: date) -> int:
         i = bisect.bisect_right(self.ramp_dates, day)

@@ -194,7 +194,10 @@ class Engine:
                 return Decision(req, cluster=cs.name, victims=tuple(victims), verdicts=verdicts,
                                 reason=f"preempts {len(victims)} lower-priority allocation(s)")
         if not cands:
-            why = static_rejects[0].rejected.message if static_rejects else "the portfolio has no clusters"
+            # The most telling static reject is the one that got furthest down the filter list.
+            order = {f.__name__: i for i, f in enumerate(self.static)}
+            closest = max(static_rejects, key=lambda v: order.get(v.rejected.filter, -1), default=None)
+            why = closest.rejected.message if closest else "the portfolio has no clusters"
             reason = f"no cluster can ever take it: {why}" if len(static_rejects) <= 1 else \
                 f"no cluster can ever take it ({len(static_rejects)} rejected; e.g. {why})"
         else:

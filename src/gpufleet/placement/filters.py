@@ -25,8 +25,9 @@ def gpu_type(cs: ClusterState, req: Request, fleet: FleetState) -> Reject | None
 def region_provider(cs: ClusterState, req: Request, fleet: FleetState) -> Reject | None:
     if req.providers is not None and cs.provider not in req.providers:
         return Reject("region_provider", "provider {} is not allowed ({})", (cs.provider, ", ".join(sorted(req.providers))))
-    if req.regions is not None and cs.region not in req.regions:
-        return Reject("region_provider", "region {} is not allowed ({})", (cs.region, ", ".join(sorted(req.regions))))
+    if req.regions is not None and cs.region not in req.regions and cs.area not in req.regions:
+        return Reject("region_provider", "region {} (area {}) is not allowed ({})",
+                      (cs.region, cs.area, ", ".join(sorted(req.regions))))
     return None
 
 

@@ -52,13 +52,14 @@ class ContractState:
 
 
 class ClusterState:
-    __slots__ = ("spec", "index", "name", "provider", "region", "gpu", "domains", "up", "allocated",
+    __slots__ = ("spec", "index", "name", "provider", "region", "area", "gpu", "domains", "up", "allocated",
                  "contracts", "fabric_max", "list_price", "cost_group", "cost_terms")
 
     def __init__(self, spec: Cluster, index: int, domains_cls: type = Domains):
         self.spec = spec
         self.index = index
         self.name, self.provider, self.region, self.gpu = spec.name, spec.provider, spec.region, spec.gpu.name
+        self.area = spec.area
         self.domains = domains_cls(spec.max_domains, spec.usable_gpus_per_domain, 0)
         self.up = True
         self.allocated = 0

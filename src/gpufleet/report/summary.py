@@ -72,7 +72,7 @@ def summarize(p: Portfolio) -> dict[str, Any]:
         "scenario": p.scenario.name,
         "start": p.start.isoformat(),
         "end": p.end.isoformat(),
-        "clusters": [{"name": c.name, "provider": c.provider, "region": c.region, "gpu": c.gpu.name,
+        "clusters": [{"name": c.name, "provider": c.provider, "region": c.region, "area": c.area, "gpu": c.gpu.name,
                       "domain_size": c.domain_size, "usable_gpus_per_domain": c.usable_gpus_per_domain,
                       "max_gpus": c.max_domains * c.usable_gpus_per_domain,
                       "fabric_max_gpus": c.max_gang_gpus, "price_per_gpu_hour": c.price_per_gpu_hour}
