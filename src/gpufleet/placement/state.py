@@ -53,7 +53,7 @@ class ContractState:
 
 class ClusterState:
     __slots__ = ("spec", "index", "name", "provider", "region", "area", "gpu", "domains", "up", "allocated",
-                 "contracts", "fabric_max", "list_price", "cost_group", "cost_terms")
+                 "contracts", "fabric_max", "list_price", "cost_group", "cost_terms", "holders")
 
     def __init__(self, spec: Cluster, index: int, domains_cls: type = Domains):
         self.spec = spec
@@ -68,6 +68,7 @@ class ClusterState:
         self.list_price = spec.price_per_gpu_hour
         self.cost_group = -1  # clusters with the same contracts, rates and list price cost the same
         self.cost_terms: tuple[tuple[int, ContractState, float], ...] = ()  # (term index, contract, rate here)
+        self.holders: dict[int, set[str]] = {}  # domain -> allocations on it (for failures)
 
     @property
     def capacity(self) -> int:
@@ -137,8 +138,8 @@ class FleetState:
             if target == cs.domains.active:
                 continue
             if target < cs.domains.active:
-                lost.extend(rid for rid, a in self.cluster_allocs[cs.index].items()
-                            if any(d >= target for d, _ in a.parts))
+                for d in range(target, cs.domains.active):
+                    lost.extend(cs.holders.get(d, ()))
             cs.domains.set_active(target)
             self.touch(cs)
         for k in self.contracts:
@@ -182,6 +183,20 @@ class FleetState:
             allocs[req.id] = a
         else:
             allocs.pop(req.id, None)
+        holders = cs.holders
+        for d, _ in a.parts:
+            if sign > 0:
+                h = holders.get(d)
+                if h is None:
+                    holders[d] = {req.id}
+                else:
+                    h.add(req.id)
+            else:
+                h = holders.get(d)
+                if h is not None:
+                    h.discard(req.id)
+                    if not h:
+                        del holders[d]
         if req.preemptible:
             left = prio.get(req.priority, 0) + sign
             if left:
@@ -190,7 +205,6 @@ class FleetState:
                 prio.pop(req.priority, None)
 
     def allocations_on(self, cluster: ClusterState, domain: int | None = None) -> list[str]:
-        allocs = self.cluster_allocs[cluster.index]
         if domain is None:
-            return sorted(allocs)
-        return sorted(rid for rid, a in allocs.items() if any(d == domain for d, _ in a.parts))
+            return sorted(self.cluster_allocs[cluster.index])
+        return sorted(cluster.holders.get(domain, ()))
