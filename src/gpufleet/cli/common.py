@@ -69,9 +69,3 @@ def example_path(name: str) -> str:
     if here.is_file():
         return str(here)
     fail(f"bundled example {name!r} not found; reinstall gpufleet")
-
-
-def print_summary_of(file: str) -> None:
-    from ..report.summary import summarize
-    from .inputs import print_summary
-    print_summary(summarize(scenario_or_exit(file)))

@@ -7,8 +7,9 @@ import sys
 
 import typer
 
-from . import inputs, place
-from .common import EXIT_FAILURE, err, example_path, print_summary_of
+from . import demo as demo_cmd
+from . import inputs, place, simulate
+from .common import EXIT_FAILURE, err
 
 app = typer.Typer(name="gpufleet", no_args_is_help=True, add_completion=False,
                   help="A control plane for GPU capacity across many clouds: model, place, simulate, plan.",
@@ -19,12 +20,8 @@ app.command()(inputs.schema)
 app.command()(inputs.catalog)
 app.command()(inputs.show)
 app.command()(place.place)
-
-
-@app.command()
-def demo() -> None:
-    """Show the bundled frontier-lab scenario: capacity by provider, contracts, workloads."""
-    print_summary_of(example_path("frontier-lab.yaml"))
+app.command()(simulate.simulate)
+app.command()(demo_cmd.demo)
 
 
 def run() -> None:
