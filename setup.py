@@ -8,7 +8,7 @@ import os
 from setuptools import setup
 
 # The hot path of every placement decision; pure, fully annotated modules.
-COMPILED = ["domains", "request", "state", "costs", "filters", "scorers", "engine"]
+COMPILED = ["domains", "request", "state", "costs", "filters", "scorers", "preempt", "engine"]
 
 ext_modules = []
 if os.environ.get("GPUFLEET_PURE", "") not in ("1", "true", "yes"):

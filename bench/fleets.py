@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import random
 
@@ -43,7 +45,7 @@ SMALL_TYPES = {"H100": 1.0, "H200": 1.3, "B200": 2.2}  # 1-64 GPU jobs run on 8-
 BIG_TYPES = {"GB200": 1.0, "GB300": 1.15}
 
 
-def request_stream(n: int, seed: int, mean_gpus_busy: float):
+def request_stream(n: int, seed: int, mean_gpus_busy: float, span_s: float | None = None):
     """Yield (arrival_s, duration_s, Request): sizes drawn like real traces (Philly: most jobs 1 GPU, a
     tail of multi-node gangs) plus NVL72 gangs up to 16,416 GPUs; arrivals Poisson at the rate that keeps
     `mean_gpus_busy` GPUs busy on average."""
@@ -52,16 +54,21 @@ def request_stream(n: int, seed: int, mean_gpus_busy: float):
              (64, 8, 0.004), (72, 72, 0.012), (288, 72, 0.006), (1152, 72, 0.003), (4608, 72, 0.0012),
              (16416, 72, 0.0003)]
     weights = [w for *_, w in sizes]
+    cum = list(itertools.accumulate(weights))
     mean_gpus = sum(g * w for g, _, w in sizes) / sum(weights)
-    mean_duration = math.exp(math.log(3600) + 1.5 ** 2 / 2)  # lognormal, median 1 h
+    median = 3600.0
+    mean_duration = math.exp(math.log(median) + 1.5 ** 2 / 2)  # lognormal, median 1 h
     rate = mean_gpus_busy / (mean_gpus * mean_duration)
+    if span_s is not None:  # n jobs over span_s: stretch durations to keep the same load
+        rate = n / span_s
+        median *= mean_gpus_busy / (rate * mean_gpus * mean_duration)
     t = 0.0
     kinds = ["batch", "training", "inference"]
     teams = ["research", "pretrain", "serving"]
     for i in range(n):
         t += rng.expovariate(rate)
-        gpus, group, _ = rng.choices(sizes, weights)[0]
-        duration = min(30 * 86400.0, rng.lognormvariate(math.log(3600), 1.5))
+        gpus, group, _ = sizes[bisect.bisect_right(cum, rng.random() * cum[-1])]
+        duration = min(30 * 86400.0, rng.lognormvariate(math.log(median), 1.5))
         k = 0 if gpus <= 8 else 1
         if gpus in (8, 72) and rng.random() < 0.5:
             k = 2

@@ -111,7 +111,7 @@ class FleetState:
         self.providers_down: set[str] = set()
         self.clusters_down: set[str] = set()
         self.cluster_allocs: list[dict[str, Allocation]] = [{} for _ in self.clusters]
-        self.preemptible_prio: list[dict[int, int]] = [{} for _ in self.clusters]  # priority -> count
+        self.preemptible_prio: list[dict[int, int]] = [{} for _ in self.clusters]  # priority -> GPUs
         teams = portfolio.teams
         self.quota = {t.name: t.quota_gpus for t in teams.values()}
         self.borrow_limit = {t.name: t.borrowing_limit_gpus for t in teams.values()}
@@ -198,7 +198,7 @@ class FleetState:
                     if not h:
                         del holders[d]
         if req.preemptible:
-            left = prio.get(req.priority, 0) + sign
+            left = prio.get(req.priority, 0) + n
             if left:
                 prio[req.priority] = left
             else:
