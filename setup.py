@@ -1,4 +1,4 @@
-"""Build hook: compile the placement core with mypyc (the same Python source, about twice as fast).
+"""Build hook: compile the placement and simulation cores with mypyc (the same Python source, about twice as fast).
 
 Set GPUFLEET_PURE=1 to install it as plain Python (no C compiler needed); behaviour is identical.
 """
@@ -7,8 +7,9 @@ import os
 
 from setuptools import setup
 
-# The hot path of every placement decision; pure, fully annotated modules.
-COMPILED = ["domains", "request", "state", "costs", "filters", "scorers", "preempt", "engine"]
+# The hot paths: every placement decision, and the simulator's event loop around it. Pure, annotated modules.
+COMPILED = [f"placement/{m}" for m in ("domains", "request", "state", "costs", "filters", "scorers", "preempt", "engine")]
+COMPILED += [f"simulation/{m}" for m in ("loop", "jobs", "queue", "accounting", "metrics", "workloads", "simulator")]
 
 ext_modules = []
 if os.environ.get("GPUFLEET_PURE", "") not in ("1", "true", "yes"):
@@ -17,6 +18,6 @@ if os.environ.get("GPUFLEET_PURE", "") not in ("1", "true", "yes"):
     except ImportError:  # building without mypy available: fall back to pure Python
         print("gpufleet: mypyc not available, installing the placement core as pure Python")
     else:
-        ext_modules = mypycify([f"src/gpufleet/placement/{m}.py" for m in COMPILED], opt_level="3")
+        ext_modules = mypycify([f"src/gpufleet/{m}.py" for m in COMPILED], opt_level="3")
 
 setup(ext_modules=ext_modules)

@@ -13,10 +13,10 @@ from datetime import datetime, timezone
 from html import escape
 from typing import Any, Callable
 
-import plotly.graph_objects as go
-from plotly.colors import qualitative
-from plotly.offline import get_plotlyjs
-from plotly.subplots import make_subplots
+import plotly.graph_objects as go  # type: ignore[import-untyped]
+from plotly.colors import qualitative  # type: ignore[import-untyped]
+from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
+from plotly.subplots import make_subplots  # type: ignore[import-untyped]
 
 Terms = dict[str, tuple[str, str, float]]   # contract -> (start ISO, end ISO, committed USD)
 
@@ -36,7 +36,8 @@ def _dur(s: float) -> str:
 _ROWS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("scenario", "scenario", str), ("profile", "profile", str), ("queue", "queue", str),
     ("window start", "start", str), ("window end", "end", str),
-    ("jobs", "jobs", "{:,}".format), ("finished", "finished", "{:,}".format), ("failed", "failed", "{:,}".format),
+    ("jobs", "jobs", "{:,}".format), ("finished", "finished", "{:,}".format),
+    ("failed", "failed", "{:,}".format),
     ("queued at end", "queued", "{:,}".format),
     ("wait avg", "avg_wait_s", _dur), ("wait p50", "p50_wait_s", _dur), ("wait p99", "p99_wait_s", _dur),
     ("job completion time avg", "avg_jct_s", _dur),
@@ -94,7 +95,8 @@ def _distinct(results: list[dict], labels: list[str], key: Callable[[dict], Any]
 def _layout(fig: go.Figure, title: str, x: str, y: str, **kw: Any) -> go.Figure:
     fig.update_layout(title=title, template="plotly_white", height=kw.pop("height", 400),
                       hovermode=kw.pop("hovermode", "x unified"),
-                      margin={"l": 70, "r": 30, "t": 60, "b": 50}, legend={"title": kw.pop("legend", None)}, **kw)
+                      margin={"l": 70, "r": 30, "t": 60, "b": 50},
+                      legend={"title": kw.pop("legend", None)}, **kw)
     fig.update_xaxes(title_text=x)
     fig.update_yaxes(title_text=y)
     return fig
@@ -109,7 +111,7 @@ def utilization_chart(r: dict, label: str, colors: dict[str, str]) -> go.Figure:
         fig.add_trace(go.Scatter(x=x, y=y, name=escape(p), mode="lines", line={"color": colors.get(p)}))
     fig = _layout(fig, f"Utilization per provider (allocated / capacity): {escape(label)}", _X,
                   "utilization (fraction of capacity, 0–1)", legend="provider")
-    return fig.update_yaxes(range=[0, 1.05], tickformat=".0%")
+    return fig.update_yaxes(range=[0, 1.05], tickformat=".0%", hoverformat=".1%")
 
 
 def capacity_chart(r: dict, label: str, colors: dict[str, str]) -> go.Figure:
@@ -123,7 +125,7 @@ def capacity_chart(r: dict, label: str, colors: dict[str, str]) -> go.Figure:
 
 
 def _schedule(results: list[dict], term: tuple[str, str, float]) -> tuple[list[str], list[float]]:
-    """The straight-line schedule, clipped to the simulated window: exact at its corners, so a few points do."""
+    """The straight-line schedule clipped to the simulated window (exact at its corners: few points do)."""
     ts = [_when(t) for r in results for t in _ts(r).get("t", [])[:1] + _ts(r).get("t", [])[-1:]]
     if not ts:
         return [], []
@@ -156,13 +158,14 @@ def wait_chart(results: list[dict], labels: list[str]) -> go.Figure:
     unit, div = ("s", 1.0) if top < 120 else ("min", 60.0) if top < 7200 else ("h", 3600.0)
     fig = go.Figure([go.Bar(x=[n for n, _ in keys], y=[(r.get(k) or 0.0) / div for _, k in keys],
                             name=escape(label)) for r, label in zip(results, labels)])
-    return _layout(fig, "Queue wait time: average and percentiles", "statistic", f"wait ({unit})",
+    return _layout(fig, "Wait-time distribution: average and percentiles", "statistic", f"wait ({unit})",
                    barmode="group", hovermode="closest", legend="run")
 
 
 def failures_chart(r: dict, label: str) -> go.Figure:
     log = _ts(r).get("failures", [])
-    kinds = sorted({f["kind"] for f in log}, key=lambda k: (_KINDS.index(k) if k in _KINDS else len(_KINDS), k))
+    order = {k: i for i, k in enumerate(_KINDS)}
+    kinds = sorted({f["kind"] for f in log}, key=lambda k: (order.get(k, len(order)), k))
     fig = go.Figure()
     for kind in kinds:
         fs = [f for f in log if f["kind"] == kind]
@@ -175,7 +178,8 @@ def failures_chart(r: dict, label: str) -> go.Figure:
                     **({"color": _OUTAGE} if big else {}), "line": {"width": 0.5, "color": "#333"}}))
         for f in fs if big else []:   # a whole provider down: a line across the chart, named
             t = _x([f["t"]])[0]
-            fig.add_shape(type="line", x0=t, x1=t, y0=0, y1=1, yref="paper", line={"color": _OUTAGE, "dash": "dot"})
+            fig.add_shape(type="line", x0=t, x1=t, y0=0, y1=1, yref="paper",
+                          line={"color": _OUTAGE, "dash": "dot"})
             fig.add_annotation(x=t, y=1, yref="paper", yanchor="bottom", showarrow=False,
                                text=f"{escape(f['target'])} down", font={"color": _OUTAGE})
     fig = _layout(fig, f"Failures over time (marker size: jobs interrupted): {escape(label)}", _X,
@@ -193,9 +197,11 @@ def share_chart(r: dict, label: str, colors: dict[str, str]) -> go.Figure | None
                         subplot_titles=[f"class: {escape(c)}" for c in classes])
     for row, (cls, shares) in enumerate(classes.items(), start=1):
         for p, ys in shares.items():
-            fig.add_trace(go.Scatter(x=x, y=ys, name=escape(p), legendgroup=p, showlegend=row == 1, mode="lines",
-                                     stackgroup=f"s{row}", line={"width": 0.5, "color": colors.get(p)}), row, 1)
-        fig.update_yaxes(title_text="share of class GPUs (0–1)", range=[0, 1.02], tickformat=".0%", row=row, col=1)
+            fig.add_trace(go.Scatter(x=x, y=ys, name=escape(p), legendgroup=p, showlegend=row == 1,
+                                     mode="lines", stackgroup=f"s{row}",
+                                     line={"width": 0.5, "color": colors.get(p)}), row, 1)
+        fig.update_yaxes(title_text="share of class GPUs (0–1)", range=[0, 1.02], tickformat=".0%",
+                         hoverformat=".1%", row=row, col=1)
     fig.update_layout(title=f"Provider share over time per workload class: {escape(label)}",
                       template="plotly_white", height=160 + 230 * len(classes), legend={"title": "provider"},
                       margin={"l": 70, "r": 30, "t": 80, "b": 50})
@@ -206,21 +212,25 @@ def _table(results: list[dict], labels: list[str]) -> str:
     head = "".join(f"<th>{escape(x)}</th>" for x in labels)
     rows = []
     for name, key, fmt in _ROWS:
-        cells = "".join(f"<td>{escape(fmt(r[key])) if r.get(key) is not None else '–'}</td>" for r in results)
+        cells = "".join(f"<td>{escape(fmt(r[key])) if r.get(key) is not None else '–'}</td>"
+                        for r in results)
         rows.append(f"<tr><th>{escape(name)}</th>{cells}</tr>")
     return f"<table><thead><tr><th>metric</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def _commitments(results: list[dict], terms: Terms | None) -> list[str]:
-    names = [c["contract"] for r in results for c in r.get("per_contract", []) if c.get("kind") == "spend_commitment"]
+    names = [c["contract"] for r in results for c in r.get("per_contract", [])
+             if c.get("kind") == "spend_commitment"]
     return list(dict.fromkeys(names + [n for n in (terms or {}) if any(
         n in _ts(r).get("contract_billed_usd", {}) for r in results)]))
 
 
-def _sections(results: list[dict], labels: list[str], terms: Terms | None) -> list[tuple[str, list[go.Figure]]]:
+def _sections(results: list[dict], labels: list[str],
+              terms: Terms | None) -> list[tuple[str, list[go.Figure]]]:
     colors = _colors(results)
     ts_key: Callable[[str], Callable[[dict], Any]] = lambda k: lambda r: [_ts(r).get("t"), _ts(r).get(k)]
-    util = [utilization_chart(r, lb, colors) for r, lb in zip(results, labels)]
+    util = [utilization_chart(r, lb, colors) for lb, r in _distinct(
+        results, labels, lambda r: [_ts(r).get(k) for k in ("t", "allocated_gpus", "capacity_gpus")])]
     util += [capacity_chart(r, lb, colors) for lb, r in _distinct(results, labels, ts_key("capacity_gpus"))]
     burn = [burndown_chart(c, results, labels, terms) for c in _commitments(results, terms)]
     fails = [failures_chart(r, lb) for lb, r in _distinct(results, labels, lambda r: _ts(r).get("failures"))]
@@ -249,6 +259,7 @@ def simulation_report(results: list[dict], title: str, notes: list[str] | None =
             n += 1
             body.append(fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{n}",
                                     config={"displaylogo": False, "responsive": True}))
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{escape(title)}</title>\n'
-            f'<style>{_CSS}</style>\n<script type="text/javascript">{get_plotlyjs()}</script>\n</head>\n<body>\n'
-            + "\n".join(body) + "\n</body>\n</html>\n")
+    head = (f'<meta charset="utf-8">\n<title>{escape(title)}</title>\n<style>{_CSS}</style>\n'
+            f'<script type="text/javascript">{get_plotlyjs()}</script>')
+    return f'<!DOCTYPE html>\n<html lang="en">\n<head>\n{head}\n</head>\n<body>\n' + "\n".join(body) + \
+        "\n</body>\n</html>\n"

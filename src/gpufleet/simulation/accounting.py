@@ -79,17 +79,17 @@ class Accounting:
             h = left[cs.index]
             if h <= 0:
                 continue
-            k = _cheapest_open(cs, mid)
-            if k is None:
+            bill = _cheapest_open(cs, mid)
+            if bill is None:
                 usd = h * cs.list_price
                 self.list_usd += usd
-            elif k.kind == "spend_commitment":
-                usd = h * k.rate_for(cs.name)
-                self.spend_by_contract[k.name] += usd
-                k.spent_usd += usd                 # the engine's burn-down input
+            elif bill.kind == "spend_commitment":
+                usd = h * bill.rate_for(cs.name)
+                self.spend_by_contract[bill.name] += usd
+                bill.spent_usd += usd              # the engine's burn-down input
             else:
-                usd = h * cs.list_price * (1.0 - k.discount)
-                self.spend_by_contract[k.name] += usd
+                usd = h * cs.list_price * (1.0 - bill.discount)
+                self.spend_by_contract[bill.name] += usd
                 self.on_demand_usd += usd
             self._add(cs.provider, usd)
         return used, cap

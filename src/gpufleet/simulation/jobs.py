@@ -29,7 +29,7 @@ class SimJob:
     lost_gpu_s: float = 0.0
     run_gpu_s: float = 0.0            # GPU-seconds allocated over all runs
     fail_reason: str | None = None
-    on_finish: object = None          # callback for chained work (next run of a training program)
+    runs_left: int = 0                # further runs of a training program, submitted one after another
     total_work_s: float = field(default=0.0)
 
     def __post_init__(self) -> None:

@@ -34,24 +34,24 @@ class Metrics:
         self.by_kind: Counter = Counter()
         # time series, one point per tick
         self.ts_t: list[float] = []
-        self.ts_used = {p: [] for p in providers}       # mean allocated GPUs over the tick
-        self.ts_cap = {p: [] for p in providers}        # mean live GPUs over the tick
+        self.ts_used: dict[str, list[float]] = {p: [] for p in providers}  # mean allocated GPUs over the tick
+        self.ts_cap: dict[str, list[float]] = {p: [] for p in providers}   # mean live GPUs over the tick
         self.ts_share: dict[str, dict[str, list[float]]] = {}
-        self.ts_spent = {k: [] for k in contracts}
+        self.ts_spent: dict[str, list[float]] = {k: [] for k in contracts}
         # inference: replica-seconds asked and served per service
-        self.asked_s: Counter = Counter()
-        self.served_s: Counter = Counter()
+        self.asked_s: dict[str, float] = {}
+        self.served_s: dict[str, float] = {}
 
     def started(self, job: SimJob) -> None:
         if job.first_start_s is not None and job.restarts == 0 and job.kind != "inference":
             self.waits.append(job.first_start_s - job.submit_s)
 
-    def done(self, job: SimJob) -> None:
+    def done(self, job: SimJob, now: float) -> None:
         self.finished += 1
-        self.jcts.append(job.finish_s - job.submit_s)
+        self.jcts.append(now - job.submit_s)
         self._absorb(job)
         if job.deadline_s is not None:
-            if job.finish_s <= job.deadline_s:
+            if now <= job.deadline_s:
                 self.deadlines_met += 1
             else:
                 self.deadlines_missed += 1

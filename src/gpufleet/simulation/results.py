@@ -52,7 +52,7 @@ def summarize(sim: "Simulator", end: float, wall_s: float) -> dict:
         contracts.append(row)
     services = {}
     for svc in sim.services:
-        a, s = m.asked_s[svc.name], m.served_s[svc.name]
+        a, s = m.asked_s.get(svc.name, 0.0), m.served_s.get(svc.name, 0.0)
         services[svc.name] = {"asked_replica_hours": _r(a / 3600.0, 1), "served_replica_hours": _r(s / 3600.0, 1),
                               "slo_attainment": _r(min(1.0, s / a) if a else 1.0, 4)}
     queued = sim.queued

@@ -32,14 +32,14 @@ def training_stream(w: TrainingWorkload, catalog: Catalog) -> Stream:
                   priority=w.priority, preemptible=w.preemptible, regions=_frozen(w.regions),
                   providers=_frozen(w.providers), checkpoint_interval_s=w.checkpoint_interval_s)
     job = SimJob(req, to_seconds(w.start), work_s, kind="training", workload=w.name, deadline_s=deadline)
-    job.on_finish = ("chain", w.runs - 1)
+    job.runs_left = w.runs - 1
     yield job
 
 
 def next_run(job: SimJob, now: float) -> SimJob | None:
     """The next run of a chained training program, submitted now, or None after the last."""
-    tag, left = job.on_finish if isinstance(job.on_finish, tuple) else (None, 0)
-    if tag != "chain" or left <= 0:
+    left = job.runs_left
+    if left <= 0:
         return None
     base, _, n = job.id.rpartition("/run")
     r = job.request
@@ -47,7 +47,7 @@ def next_run(job: SimJob, now: float) -> SimJob | None:
                   kind=r.kind, priority=r.priority, preemptible=r.preemptible, regions=r.regions,
                   providers=r.providers, checkpoint_interval_s=r.checkpoint_interval_s)
     nxt = SimJob(req, now, job.total_work_s, kind=job.kind, workload=job.workload, deadline_s=job.deadline_s)
-    nxt.on_finish = ("chain", left - 1)
+    nxt.runs_left = left - 1
     return nxt
 
 
