@@ -156,9 +156,10 @@ def build_lp(pr: Problem, o: BuildOptions = BuildOptions()) -> Lp:
     elig = st.eligible if o.allow is None else st.eligible & o.allow
     mask = elig[:, :, None] & st.window[:, None, :] & (pr.capacity > 0)[None, :, :]
     xs, xc, xp = np.nonzero(mask)
-    if o.fixed_x is not None:
-        fixed = np.clip(o.fixed_x[xs, xc, xp], 0.0, None) / G
-        x0 = A.cols(np.zeros(len(xs)), fixed, fixed)
+    fixed = o.fixed_x is not None
+    if fixed:   # pricing a given allocation: x is fixed, and rows on x alone may not reject it over rounding
+        xv = np.clip(o.fixed_x[xs, xc, xp], 0.0, None) / G
+        x0 = A.cols(np.zeros(len(xs)), xv, xv)
     else:
         x0 = A.cols(pr.list_price[xc] * G / M if list_obj else np.zeros(len(xs)), 0.0, INF)
     xi = x0 + np.arange(len(xs))
@@ -168,7 +169,7 @@ def build_lp(pr: Problem, o: BuildOptions = BuildOptions()) -> Lp:
     us, up = np.nonzero(per)
     ts = np.nonzero(st.is_training & (st.budget > 0))[0]
     us, up = np.concatenate([us, ts]), np.concatenate([up, np.full(len(ts), -1)])
-    u0 = A.cols(np.full(len(us), pr.unmet_penalty * G / M), 0.0, INF)
+    u0 = A.cols(np.full(len(us), pr.unmet_penalty * G / M), -INF if fixed else 0.0, INF)
 
     # 3. billed usage and the billing identity, per cell (c, p) that has x
     cell = np.zeros((C, P), bool)
@@ -177,7 +178,10 @@ def build_lp(pr: Problem, o: BuildOptions = BuildOptions()) -> Lp:
     cell_id = np.full((C, P), -1, np.int64)
     cell_id[bc, bp] = np.arange(len(bc))
     b0 = A.cols(np.zeros(len(bc)) if list_obj else bl.rate[bc, bp] * G / M, 0.0, INF)
-    cap0 = A.rows(-INF, pr.capacity[bc, bp] / G, len(bc))
+    cap_hi = pr.capacity[bc, bp] / G
+    if fixed:
+        cap_hi = np.maximum(cap_hi, np.bincount(cell_id[xc, xp], weights=xv, minlength=len(bc)))
+    cap0 = A.rows(-INF, cap_hi, len(bc))
     A.coef(cap0 + cell_id[xc, xp], xi, 1.0)
     bill0 = A.rows(0.0, 0.0, len(bc))
     A.coef(bill0 + cell_id[xc, xp], xi, 1.0)
@@ -233,8 +237,11 @@ def build_lp(pr: Problem, o: BuildOptions = BuildOptions()) -> Lp:
     gs, gp = np.nonzero(gcell & np.isfinite(st.rate_cap))
     gang_id = np.full((S, P), -1, np.int64)
     gang_id[gs, gp] = np.arange(len(gs))
-    gang0 = A.rows(-INF, st.rate_cap[gs, gp] / G, len(gs))
     gx = gang_id[xs, xp] >= 0
+    gang_hi = st.rate_cap[gs, gp] / G
+    if fixed:
+        gang_hi = np.maximum(gang_hi, np.bincount(gang_id[xs[gx], xp[gx]], weights=xv[gx], minlength=len(gs)))
+    gang0 = A.rows(-INF, gang_hi, len(gs))
     A.coef(gang0 + gang_id[xs[gx], xp[gx]], xi[gx], 1.0)
 
     # 8. aggregates per class group and provider, concentration caps, N-1

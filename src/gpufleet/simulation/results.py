@@ -100,6 +100,21 @@ def summarize(sim: "Simulator", end: float, wall_s: float) -> dict:
     }
 
 
+def failure_timeline(log: list[tuple[float, str, str, int]]) -> list[dict]:
+    """Every outage and cluster failure; random domain failures summed per day (there are thousands)."""
+    out, days = [], {}
+    for t, kind, target, n in log:
+        if kind == "domain":
+            day = t - t % 86400.0
+            c = days.setdefault(day, [0, 0])
+            c[0] += 1
+            c[1] += n
+        else:
+            out.append({"t": _iso(t), "kind": kind, "target": target, "jobs": n})
+    out += [{"t": _iso(day), "kind": "domain", "target": f"{c[0]} domain(s)", "jobs": c[1]} for day, c in days.items()]
+    return sorted(out, key=lambda f: (f["t"], f["kind"], f["target"]))
+
+
 def timeseries(sim: "Simulator", max_points: int = 2000) -> dict:
     """Per-tick series, thinned to at most `max_points` points (evenly) so reports stay small."""
     m = sim.metrics
@@ -116,6 +131,5 @@ def timeseries(sim: "Simulator", max_points: int = 2000) -> dict:
         "capacity_gpus": {p: pick(v, 1) for p, v in m.ts_cap.items()},
         "class_share": {cls: {p: pick(v, 4) for p, v in shares.items()} for cls, shares in m.ts_share.items()},
         "contract_billed_usd": {k: pick(v, 0) for k, v in m.ts_spent.items()},
-        "failures": [{"t": _iso(t), "kind": kind, "target": target, "jobs": n} for t, kind, target, n in
-                     m.failure_log[:5000]],
+        "failures": failure_timeline(m.failure_log),
     }

@@ -36,7 +36,8 @@ def _tokens(text: str, path: str, line: int, column: str) -> int:
     return n
 
 
-def load_azure_llm(path: str, window_s: float = 60.0, tokens_per_s_per_replica: float = 10_000.0) -> DemandTrace:
+def load_azure_llm(path: str, window_s: float = 60.0,
+                   tokens_per_s_per_replica: float = 10_000.0) -> DemandTrace:
     """Replicas per window needed to serve the trace's context + generated tokens."""
     check_options(path, window_s, tokens_per_s_per_replica)
     report = ImportReport(file=path, format="azure-llm")

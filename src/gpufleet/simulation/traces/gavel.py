@@ -1,20 +1,23 @@
 """Gavel (OSDI'20) `.trace` files: per-VC job lists built from Philly arrivals and GPU counts.
 
 Tab-separated, no header, 7 fields: job_type, command, num_steps_arg, needs_data_dir, total_steps,
-arrival_time (s), scale_factor (GPUs). Run time = total_steps / steps-per-second of the job type at that scale,
-from Gavel's `simulation_throughputs.json` (worker type -> "('<job_type>', <scale>)" -> {"null": steps/s}).
+arrival_time (s), scale_factor (GPUs). Run time = total_steps / steps-per-second of the job type at that
+scale, from Gavel's `simulation_throughputs.json`:
+worker type -> "('<job_type>', <scale>)" -> {"null": steps/s}.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from pathlib import Path
 
 from .base import ImportReport, JobTrace, TraceError, TraceJob
 from .generic_csv import read_lines, read_text, shifted_and_sorted, to_float, to_int
 
-FIELDS = ("job_type", "command", "num_steps_arg", "needs_data_dir", "total_steps", "arrival_time", "scale_factor")
+FIELDS = ("job_type", "command", "num_steps_arg", "needs_data_dir", "total_steps", "arrival_time",
+          "scale_factor")
 THROUGHPUTS = "simulation_throughputs.json"
 
 
@@ -40,8 +43,9 @@ def read_throughputs(path: str, worker_type: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, entry in table[worker_type].items():
         rate = entry.get("null") if isinstance(entry, dict) else None
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)):
-            raise TraceError(f"{path}: {worker_type} -> {key}: expected a number under \"null\", found {rate!r}")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate):
+            raise TraceError(f"{path}: {worker_type} -> {key}: expected a number under \"null\", "
+                             f"found {rate!r}")
         out[key] = float(rate)
     return out
 

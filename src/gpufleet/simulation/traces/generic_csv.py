@@ -25,15 +25,15 @@ OPTIONAL = ("name", "gpu_type", "tp", "priority", "queue", "kind")
 KINDS = ("batch", "training", "inference")
 
 
-# ---- shared reading helpers ---------------------------------------------------------------------------------
+# ---- shared reading helpers ------------------------------------------------------------------------------
 
 def read_text(path: str) -> str:
-    """The whole file as text; a file that cannot be opened or is not UTF-8 raises TraceError with the line."""
+    """The whole file as text; unreadable or non-UTF-8 files raise TraceError (naming the bad line)."""
     try:
         with open(path, "rb") as f:
             data = f.read()
-    except OSError as e:
-        raise TraceError(f"{path}: cannot be read: {e.strerror or e}") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+        raise TraceError(f"{path}: cannot be read: {getattr(e, 'strerror', None) or e}") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -62,15 +62,20 @@ def read_table(path: str, required: Sequence[str]) -> tuple[dict[str, int], list
     try:
         header = next(reader, None)
         if header is None or not any(h.strip() for h in header):
-            raise TraceError(f"{path}:1: expected a header with columns {', '.join(required)}, found an empty file")
+            raise TraceError(f"{path}:1: expected a header with columns {', '.join(required) or 'named'}, "
+                             "found an empty file")
         columns = {h.strip(): i for i, h in enumerate(header)}
+        twice = sorted({h.strip() for h in header if h.strip() and [x.strip() for x in header].count(h.strip()) > 1})
+        if twice:
+            raise TraceError(f"{path}:1: expected each column once, found {', '.join(twice)} more than once")
         check_columns(path, columns, required)
         rows: list[Row] = []
         for fields in reader:
             if not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue
             if len(fields) != len(header):
-                raise TraceError(f"{path}:{reader.line_num}: expected {len(header)} fields, found {len(fields)}")
+                raise TraceError(f"{path}:{reader.line_num}: expected {len(header)} fields, "
+                                 f"found {len(fields)}")
             rows.append((reader.line_num, fields))
     except csv.Error as e:
         raise TraceError(f"{path}:{reader.line_num}: not valid CSV: {e}") from None
@@ -116,7 +121,7 @@ def shifted_and_sorted(jobs: list[TraceJob]) -> list[TraceJob]:
     return sorted(jobs, key=lambda j: j.submit_s)  # sorted() is stable: ties keep row order
 
 
-# ---- the generic format -------------------------------------------------------------------------------------
+# ---- the generic format ----------------------------------------------------------------------------------
 
 def _submit(text: str, path: str, line: int) -> tuple[bool, float]:
     """(is_iso, seconds) of a submit_time cell."""
@@ -164,9 +169,9 @@ def load_generic_csv(path: str) -> JobTrace:
         if first_iso is None:
             first_iso = (iso, line)
         elif iso != first_iso[0]:
-            kinds = ("an ISO date-time", "seconds")
-            raise TraceError(f"{path}:{line}: column submit_time: expected {kinds[not first_iso[0]]} like line "
-                             f"{first_iso[1]}, found {cell['submit_time']!r} (mixed formats)")
+            expected = "an ISO date-time" if first_iso[0] else "seconds"
+            raise TraceError(f"{path}:{line}: column submit_time: expected {expected} "
+                             f"like line {first_iso[1]}, found {cell['submit_time']!r} (mixed formats)")
         job = _job(cell, index, submit, path, line)
         if job.name in names:
             raise TraceError(f"{path}:{line}: column name: expected unique names, found {job.name!r} "

@@ -7,6 +7,7 @@ Only the first three fields are read (hash_ids, the KV-prefix blocks, do not cha
 from __future__ import annotations
 
 import json
+import math
 
 from .base import DemandTrace, ImportReport, TraceError
 from .demand import TOKENS_NOTE, check_options, demand_series
@@ -20,7 +21,7 @@ def _number(record: dict, key: str, path: str, line: int, whole: bool) -> float:
         raise TraceError(f"{path}:{line}: expected field {key!r}, found fields {', '.join(record) or 'none'}")
     value = record[key]
     kinds = (int,) if whole else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value < 0 or value != value:
+    if isinstance(value, bool) or not isinstance(value, kinds) or not 0 <= value < math.inf:
         what = "a whole number >= 0" if whole else "a number >= 0"
         raise TraceError(f"{path}:{line}: field {key}: expected {what}, found {value!r}")
     return value
@@ -43,7 +44,8 @@ def read_requests(path: str) -> list[tuple[float, int]]:
     return events
 
 
-def load_mooncake(path: str, window_s: float = 60.0, tokens_per_s_per_replica: float = 10_000.0) -> DemandTrace:
+def load_mooncake(path: str, window_s: float = 60.0,
+                  tokens_per_s_per_replica: float = 10_000.0) -> DemandTrace:
     """Replicas per window needed to serve the trace's input + output tokens."""
     check_options(path, window_s, tokens_per_s_per_replica)
     report = ImportReport(file=path, format="mooncake")
@@ -53,7 +55,8 @@ def load_mooncake(path: str, window_s: float = 60.0, tokens_per_s_per_replica: f
     report.notes += [
         TOKENS_NOTE.format(tps=tokens_per_s_per_replica),
         f"windows of {window_s:g} s from the first request; timestamp is milliseconds",
-        "a window's tokens = input_length + output_length of its requests; hash_ids (prefix reuse) are ignored",
+        "a window's tokens = input_length + output_length of its requests",
+        "hash_ids (KV-prefix reuse) are ignored",
     ]
     points = demand_series([((t - start) / 1000.0, n) for t, n in events], window_s, tokens_per_s_per_replica)
     return DemandTrace(points, report, window_s)

@@ -17,7 +17,7 @@ _STAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 
 
 def parse_stamp(text: str, path: str, line: int) -> float:
-    """Seconds of a `YYYY-MM-DD HH:MM:SS` wall-clock time (regex check + fromisoformat: strptime is 40x slower)."""
+    """Seconds of a `YYYY-MM-DD HH:MM:SS` wall-clock time (regex + fromisoformat: strptime is 40x slower)."""
     try:
         if _STAMP.fullmatch(text):
             return epoch_s(datetime.fromisoformat(text))
@@ -47,7 +47,7 @@ def load_philly(path: str) -> JobTrace:
     start = min((j.submit_s for j in jobs), default=0.0)
     report.notes += [
         "timestamps are wall-clock times without a zone; only their differences are used",
-        f"submit_s = timestamp minus the earliest used one ({wall_clock(start)}); rows re-sorted by submit time",
+        f"submit_s = timestamp minus the earliest used one ({wall_clock(start)}); rows sorted by submit",
         "queue = the Philly virtual cluster (cluster column); group 0 lets the mapping pick the NVLink split",
         "gpu_time is not read (it is duration x num_gpus)",
     ]

@@ -29,7 +29,8 @@ def load_trace(path: str, fmt: str, **options: Any) -> JobTrace | DemandTrace:
     """Read `path` in format `fmt`; an unknown format or option is a TraceError listing what is known."""
     loader = FORMATS.get(fmt)
     if loader is None:
-        raise TraceError(f"{path}: unknown trace format {fmt!r}; expected one of {', '.join(sorted(FORMATS))}")
+        raise TraceError(f"{path}: unknown trace format {fmt!r}; "
+                         f"expected one of {', '.join(sorted(FORMATS))}")
     try:
         inspect.signature(loader).bind(path, **options)
     except TypeError as e:
