@@ -6,12 +6,21 @@ from typing import Any
 
 import numpy as np
 
+from .billing import Commitment
+from .periods import window_days
 from .problem import Problem
 from .solution import Plan
 
 
 def _r(x: float, nd: int = 2) -> float:
     return round(float(x), nd) + 0.0   # no negative zeros in the document
+
+
+def _schedule(com: Commitment, pr: Problem) -> list[float]:
+    """The straight-line schedule inside the plan: committed × (term days elapsed since the plan's start) / term."""
+    days = window_days(com.start, com.end, pr.periods.ordinals)
+    term = max(1, (com.end - com.start).days)
+    return [_r(x) for x in np.cumsum(days) * com.committed_usd / term]
 
 
 def _commitment_rows(plan: Plan, pr: Problem) -> list[dict[str, Any]]:
@@ -27,7 +36,9 @@ def _commitment_rows(plan: Plan, pr: Problem) -> list[dict[str, Any]]:
                      "paid_usd": _r(max(com.window_usd, drawn)),
                      "wasted_usd": _r(max(0.0, com.window_usd - drawn)),
                      "overage_usd": _r(max(0.0, drawn - com.window_usd)),
-                     "drawn_by_period_usd": [_r(x) for x in np.where(mine, spend, 0.0).sum(axis=0)]})
+                     "start": com.start.isoformat(), "end": com.end.isoformat(),
+                     "drawn_by_period_usd": [_r(x) for x in np.where(mine, spend, 0.0).sum(axis=0)],
+                     "schedule_cumulative_usd": _schedule(com, pr)})
     return rows
 
 

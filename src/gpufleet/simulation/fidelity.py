@@ -62,8 +62,6 @@ def select_jobs(jobs: list[TraceJob], vc_nodes: dict[str, int]) -> tuple[list[Tr
             skipped["VC not in the node-count file"] += 1
         elif j.gpus > nodes * NODE_GPUS:
             skipped["larger than its whole VC"] += 1
-        elif j.gpus > NODE_GPUS and j.gpus % NODE_GPUS:
-            skipped["multi-node job not a multiple of 8 GPUs"] += 1
         else:
             kept.append(j)
     return kept, skipped

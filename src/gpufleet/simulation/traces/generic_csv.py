@@ -64,8 +64,9 @@ def read_table(path: str, required: Sequence[str]) -> tuple[dict[str, int], list
         if header is None or not any(h.strip() for h in header):
             raise TraceError(f"{path}:1: expected a header with columns {', '.join(required) or 'named'}, "
                              "found an empty file")
-        columns = {h.strip(): i for i, h in enumerate(header)}
-        twice = sorted({h.strip() for h in header if h.strip() and [x.strip() for x in header].count(h.strip()) > 1})
+        names = [h.strip() for h in header]
+        columns = {n: i for i, n in enumerate(names)}
+        twice = sorted({n for n in names if n and names.count(n) > 1})
         if twice:
             raise TraceError(f"{path}:1: expected each column once, found {', '.join(twice)} more than once")
         check_columns(path, columns, required)
