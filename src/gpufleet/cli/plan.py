@@ -19,7 +19,7 @@ from ..planning.result import plan_doc
 from ..planning.simcheck import simulation_check
 from ..planning.solution import Plan
 from ..planning.whatif import WhatIf, WhatIfError, apply_what_if, compare, parse_what_if
-from .common import EXIT_BAD_INPUT, emit_json, err, escape, out, scenario_or_exit
+from .common import EXIT_BAD_INPUT, EXIT_FAILURE, emit_json, err, escape, out, scenario_or_exit
 
 QUARTERS_AFTER = 24      # print quarters instead of months when the plan has more periods than this
 
@@ -57,7 +57,11 @@ def _what_ifs(specs: list[str], pr: Problem) -> list[WhatIf]:
 
 
 def _m(x: float) -> str:
-    return f"{x / 1e6:,.2f}M"
+    """GPU-hours, short: 12.3k, 4.56M, 7.89B."""
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:,.2f}{unit}"
+    return f"{x:,.0f}"
 
 
 def _usd(x: float) -> str:
@@ -77,7 +81,7 @@ def _groups(doc: dict[str, Any]) -> list[tuple[str, list[int]]]:
 
 
 def provider_table(doc: dict[str, Any]) -> Table:
-    t = Table(title="GPU-hours planned / capacity per provider (M = millions)")
+    t = Table(title="GPU-hours planned / capacity per provider (k, M, B: thousands, millions, billions)")
     t.add_column("period")
     prov = doc["per_provider"]
     for name in prov:
@@ -208,7 +212,8 @@ def plan(
         if report:
             out.print(f"report written to {escape(report)}")
     if not base.optimal:
-        err.print(f"[yellow]warning[/] the solver stopped without proving optimality: {base.status}")
+        err.print(f"[red]error[/] HiGHS stopped without proving optimality: {escape(base.status)}")
+        raise typer.Exit(EXIT_FAILURE)
 
 
 def _variant(w: WhatIf, pr: Problem, base: Plan, clock) -> dict[str, Any]:

@@ -119,7 +119,8 @@ class Engine:
         q = quota(req, state)
         if q is not None:
             verdicts = static_rejects + [Verdict(cs.name, q) for cs in cands] if explain else []
-            return Decision(req, verdicts=verdicts, reason=q.message)
+            return Decision(req, verdicts=verdicts, reason=q.message,
+                            permanent=not cands or req.team not in state.quota)
         if explain:
             return self._decide_explained(req, cands, static_rejects, allow_preemption)
         self._refresh(sc, req)
@@ -200,6 +201,7 @@ class Engine:
             why = closest.rejected.message if closest else "the portfolio has no clusters"
             reason = f"no cluster can ever take it: {why}" if len(static_rejects) <= 1 else \
                 f"no cluster can ever take it ({len(static_rejects)} rejected; e.g. {why})"
+            return Decision(req, verdicts=verdicts, reason=reason, permanent=True)
         else:
             cs, r = max(rejects, key=lambda x: _closeness(x[0], x[1]))
             reason = f"no cluster can take it now; closest is {cs.name}: {r.message}"

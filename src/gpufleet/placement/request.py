@@ -104,6 +104,7 @@ class Decision:
     victims: tuple[str, ...] = ()
     verdicts: list[Verdict] = field(default_factory=list)
     reason: str | None = None  # why nothing fits (summary), when cluster is None
+    permanent: bool = False    # nothing will ever change that: no cluster could take it, or no quota at all
 
     @property
     def placed(self) -> bool:

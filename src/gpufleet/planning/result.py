@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import highspy
 import numpy as np
 
 from .accounts import cost_breakdown, per_contract
 from .problem import Problem
 from .shadow import binding, shadow_prices
 from .solution import Plan
+from .solve import solver_version
 
 
 def _r(x: float, nd: int = 1) -> float:
@@ -93,7 +93,7 @@ def plan_doc(plan: Plan, pr: Problem) -> dict[str, Any]:
         "objective_usd": _r(plan.objective_usd, 2),
         "dual_bound_usd": _r(plan.dual_bound_usd, 2),
         "gap": plan.gap,
-        "solver": {"name": "HiGHS", "version": highspy.Highs().version(), "problem": "LP",
+        "solver": {"name": "HiGHS", "version": solver_version(), "problem": "LP",
                    "iterations": plan.iterations},
         "solve_s": round(plan.solve_s, 4),
         "build_s": round(plan.build_s, 4),

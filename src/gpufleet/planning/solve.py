@@ -67,6 +67,10 @@ def _new_highs() -> highspy.Highs:
     return h
 
 
+def solver_version() -> str:
+    return str(_new_highs().version())
+
+
 def _highs_lp(lp: Lp) -> highspy.HighsLp:
     h = highspy.HighsLp()
     h.num_col_, h.num_row_ = lp.n_cols, lp.n_rows
@@ -107,9 +111,12 @@ def solve(lp: Lp, clock: Clock, threads: int | None = None, time_limit_s: float 
     h.run()
     solve_s = clock() - t0
     status = h.getModelStatus()
-    optimal = status == highspy.HighsModelStatus.kOptimal
     sol = h.getSolution()
     n, m = lp.n_cols, lp.n_rows
+    if status == highspy.HighsModelStatus.kModelEmpty:    # nothing to decide: the cost is the fixed part
+        return Solution("optimal", True, np.zeros(n), np.zeros(n), np.zeros(m), np.zeros(m),
+                        lp.offset * M, lp.offset * M, 0, solve_s)
+    optimal = status == highspy.HighsModelStatus.kOptimal
     col = np.asarray(sol.col_value, float) if sol.value_valid else np.zeros(n)
     row = np.asarray(sol.row_value, float) if sol.value_valid else np.zeros(m)
     cd = np.asarray(sol.col_dual, float) if sol.dual_valid else np.zeros(n)

@@ -102,7 +102,8 @@ def summarize(sim: "Simulator", end: float, wall_s: float) -> dict:
 
 def failure_timeline(log: list[tuple[float, str, str, int]]) -> list[dict]:
     """Every outage and cluster failure; random domain failures summed per day (there are thousands)."""
-    out, days = [], {}
+    out: list[dict] = []
+    days: dict[float, list[int]] = {}
     for t, kind, target, n in log:
         if kind == "domain":
             day = t - t % 86400.0

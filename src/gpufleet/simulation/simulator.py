@@ -112,7 +112,7 @@ class Simulator:
                 self.queued += 1
                 self._start(job, d)
                 return
-            if not self.engine._shape(job.request).cands:
+            if d.permanent:
                 self.queued += 1
                 job.fail_reason = f"can never be placed: {d.reason}"
                 self._fail(job)
@@ -174,7 +174,7 @@ class Simulator:
                 self._start(job, d)
                 started.append(i)
                 continue
-            if not self.engine._shape(job.request).cands:
+            if d.permanent:
                 job.fail_reason = f"can never be placed: {d.reason}"
                 self._fail(job)
                 started.append(i)

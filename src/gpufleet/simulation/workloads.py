@@ -121,7 +121,7 @@ class TraceMapping:
     queue_as_region: bool = False               # the trace's queue (e.g. Philly VC) names the region
     time_scale: float = 1.0                     # >1 compresses the trace's arrivals (more load)
     start_s: float = 0.0                        # when the trace's t=0 lands
-    team: str = "default"
+    team: str | None = None                     # default: the trace's queue if it names a team, else "default"
     checkpoint_interval_s: float = 3600.0
     domain_gpus: int = 8                        # GPUs per node the trace's multi-GPU jobs were packed in
 
@@ -133,11 +133,17 @@ def trace_group(job: TraceJob, domain_gpus: int) -> int:
 
 
 def trace_stream(jobs: list[TraceJob], p: Portfolio, m: TraceMapping) -> Stream:
-    speeds = m.gpu_types or {g: 1.0 for g in sorted({c.gpu.name for c in p.clusters.values()})}
+    """Trace jobs as simulator jobs. A GPU type named by the trace is kept when the portfolio has it (and
+    the mapping does not fix the types); the trace's queue becomes the team when it names one."""
+    present = sorted({c.gpu.name for c in p.clusters.values()})
+    speeds = m.gpu_types or {g: 1.0 for g in present}
+    own: dict[str, dict[str, float]] = {g: {g: 1.0} for g in present}
     for i, t in enumerate(jobs):
         regions = frozenset([t.queue]) if m.queue_as_region and t.queue else m.regions
-        req = Request(id=t.name or f"trace/{i}", gpus=t.gpus, group=trace_group(t, m.domain_gpus), speeds=speeds,
-                      team=m.team, kind=t.kind, priority=t.priority, preemptible=t.kind == "batch",
+        team = m.team or (t.queue if t.queue in p.teams else "default")
+        allowed = own.get(t.gpu_type or "", speeds) if m.gpu_types is None else speeds
+        req = Request(id=t.name or f"trace/{i}", gpus=t.gpus, group=trace_group(t, m.domain_gpus), speeds=allowed,
+                      team=team, kind=t.kind, priority=t.priority, preemptible=t.kind == "batch",
                       regions=regions, providers=m.providers, checkpoint_interval_s=m.checkpoint_interval_s)
         yield SimJob(req, m.start_s + t.submit_s / m.time_scale, t.duration_s, kind=t.kind, workload="trace")
 
