@@ -69,6 +69,10 @@ class Engine:
         entry = self._shapes[req.shape] = ShapeCache(ok, rejected)
         return entry
 
+    def candidates(self, req: Request) -> list[ClusterState]:
+        """The clusters this request's static filters allow (its type, place and topology)."""
+        return self._shape(req).cands
+
     # -- 2-3. cluster verdicts and cluster-scoped scores ---------------------------------------------
     def _local(self, cands: list[ClusterState], req: Request, scores: list[dict] | None = None
                ) -> tuple[list[Reject | None], list[float]]:

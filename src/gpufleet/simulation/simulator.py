@@ -129,7 +129,7 @@ class Simulator:
         key = r.shape[:3]
         part = self.partitions.get(key)
         if part is None:
-            cands = self.engine._shape(r).cands  # the clusters its static filters allow
+            cands = self.engine.candidates(r)
             part = self.partitions[key] = Partition(key, frozenset(cs.index for cs in cands))
         return part
 
@@ -243,6 +243,7 @@ class Simulator:
     def _finish(self, job: SimJob) -> None:
         now = self.loop.now
         cs = self._release(job)
+        job.end = None  # the finish event held the job; let both go
         job.run_gpu_s += (now - job.start_s) * job.gpus
         job.work_s = 0.0
         job.state = FINISHED
