@@ -230,7 +230,7 @@ class Engine:
         self.state.touch(cs)
         a = Allocation(req, cs.name, cs.provider, parts, started_at=self.state.now)
         self.state.allocations[req.id] = a
-        self.state.count(a, +1)
+        self.state.count(a, cs, +1)
         return a
 
     def release(self, request_id: str) -> Allocation | None:
@@ -240,7 +240,7 @@ class Engine:
         cs = self.state.by_name[a.cluster]
         cs.domains.give(a.parts)
         self.state.touch(cs)
-        self.state.count(a, -1)
+        self.state.count(a, cs, -1)
         return a
 
     def place(self, req: Request, explain: bool = False) -> tuple[Decision, Allocation | None]:

@@ -53,7 +53,7 @@ class ContractState:
 
 class ClusterState:
     __slots__ = ("spec", "index", "name", "provider", "region", "area", "gpu", "domains", "up", "allocated",
-                 "contracts", "fabric_max", "list_price", "cost_group", "cost_terms", "holders")
+                 "contracts", "fabric_max", "list_price", "cost_group", "cost_terms", "holders", "class_keys")
 
     def __init__(self, spec: Cluster, index: int, domains_cls: type = Domains):
         self.spec = spec
@@ -68,7 +68,8 @@ class ClusterState:
         self.list_price = spec.price_per_gpu_hour
         self.cost_group = -1  # clusters with the same contracts, rates and list price cost the same
         self.cost_terms: tuple[tuple[int, ContractState, float], ...] = ()  # (term index, contract, rate here)
-        self.holders: dict[int, set[str]] = {}  # domain -> allocations on it (for failures)
+        self.holders: list[set[str] | None] = [None] * spec.max_domains  # allocations on each domain
+        self.class_keys: dict[str, tuple[str, str]] = {"all": ("all", self.provider)}
 
     @property
     def capacity(self) -> int:
@@ -139,7 +140,7 @@ class FleetState:
                 continue
             if target < cs.domains.active:
                 for d in range(target, cs.domains.active):
-                    lost.extend(cs.holders.get(d, ()))
+                    lost.extend(cs.holders[d] or ())
             cs.domains.set_active(target)
             self.touch(cs)
         for k in self.contracts:
@@ -159,45 +160,53 @@ class FleetState:
         return self.changes_base + len(self.changes)
 
     # -- usage counters (called by the engine on commit and release) --------------------------------
-    def count(self, a: Allocation, sign: int) -> None:
+    def count(self, a: Allocation, cs: ClusterState, sign: int) -> None:
+        """Add (sign=+1) or remove (-1) an allocation on `cs` from every counter filters and scorers read."""
         req, n = a.request, a.request.gpus * sign
-        cs = self.by_name[a.cluster]
         cs.allocated += n
-        self.team_used[req.team] = self.team_used.get(req.team, 0) + n
-        cohort = self.cohort_of.get(req.team)
+        team = req.team
+        self.team_used[team] = self.team_used.get(team, 0) + n
+        cohort = self.cohort_of.get(team)
         if cohort:
             self.cohort_used[cohort] = self.cohort_used.get(cohort, 0) + n
-        self.class_used[req.kind] = self.class_used.get(req.kind, 0) + n
+        kind = req.kind
+        self.class_used[kind] = self.class_used.get(kind, 0) + n
         self.class_used["all"] += n
-        for key in ((req.kind, cs.provider), ("all", cs.provider)):
-            self.class_provider_used[key] = self.class_provider_used.get(key, 0) + n
+        used = self.class_provider_used
+        key = cs.class_keys.get(kind)
+        if key is None:
+            key = cs.class_keys[kind] = (kind, cs.provider)
+        used[key] = used.get(key, 0) + n
+        key = cs.class_keys["all"]
+        used[key] = used.get(key, 0) + n
         if req.spread_key is not None:
             self.key_used[req.spread_key] = self.key_used.get(req.spread_key, 0) + n
             kp = (req.spread_key, cs.provider)
             self.key_provider_used[kp] = self.key_provider_used.get(kp, 0) + n
-        for k in cs.contracts:
+        for _, k, rate in cs.cost_terms:
             k.used_gpus += n
-            k.burn_usd_per_h += n * k.rate_for(cs.name)
-        allocs, prio = self.cluster_allocs[cs.index], self.preemptible_prio[cs.index]
-        if sign > 0:
-            allocs[req.id] = a
-        else:
-            allocs.pop(req.id, None)
+            k.burn_usd_per_h += n * rate
+        allocs = self.cluster_allocs[cs.index]
         holders = cs.holders
-        for d, _ in a.parts:
-            if sign > 0:
-                h = holders.get(d)
+        rid = req.id
+        if sign > 0:
+            allocs[rid] = a
+            for d, _ in a.parts:
+                h = holders[d]
                 if h is None:
-                    holders[d] = {req.id}
+                    holders[d] = {rid}
                 else:
-                    h.add(req.id)
-            else:
-                h = holders.get(d)
+                    h.add(rid)
+        else:
+            allocs.pop(rid, None)
+            for d, _ in a.parts:
+                h = holders[d]
                 if h is not None:
-                    h.discard(req.id)
+                    h.discard(rid)
                     if not h:
-                        del holders[d]
+                        holders[d] = None
         if req.preemptible:
+            prio = self.preemptible_prio[cs.index]
             left = prio.get(req.priority, 0) + n
             if left:
                 prio[req.priority] = left
@@ -207,4 +216,4 @@ class FleetState:
     def allocations_on(self, cluster: ClusterState, domain: int | None = None) -> list[str]:
         if domain is None:
             return sorted(self.cluster_allocs[cluster.index])
-        return sorted(cluster.holders.get(domain, ()))
+        return sorted(cluster.holders[domain] or ())
