@@ -86,7 +86,9 @@ class Simulator:
     def add_service(self, svc: Service) -> None:
         self.services.append(svc)
         self._asked.setdefault(svc.name, 0)
-        for t, replicas in svc.demand:
+        # Demand already in force at the start counts from the start: only its latest level matters.
+        before = [d for d in svc.demand if d[0] <= self.t0]
+        for t, replicas in before[-1:] + [d for d in svc.demand if d[0] > self.t0]:
             self.loop.at(max(t, self.t0), self._demand, (svc, replicas))
 
     def _pull(self, stream: Stream) -> None:
@@ -451,7 +453,7 @@ class Simulator:
     # -- run -----------------------------------------------------------------------------------------
     def _setup(self) -> None:
         if self.opt.scenario_workloads:
-            streams, services = scenario_streams(self.p, self.catalog, self.rng, self.t_end)
+            streams, services = scenario_streams(self.p, self.catalog, self.rng, self.t0, self.t_end)
             for s in streams:
                 self.add_stream(s)
             for svc in services:

@@ -51,10 +51,11 @@ def next_run(job: SimJob, now: float) -> SimJob | None:
     return nxt
 
 
-def batch_stream(w: BatchWorkload, catalog: Catalog, rng: random.Random, until_s: float) -> Stream:
-    """Poisson arrivals at `jobs_per_day`, durations exponential with mean `duration_s`."""
+def batch_stream(w: BatchWorkload, catalog: Catalog, rng: random.Random, from_s: float, until_s: float) -> Stream:
+    """Poisson arrivals at `jobs_per_day` (from `from_s` at the earliest), durations exponential with mean
+    `duration_s`."""
     speeds = {catalog.canonical(t): s for t, s in w.gpu_types.items()}
-    t, end = to_seconds(w.start), min(to_seconds(w.end), until_s)
+    t, end = max(to_seconds(w.start), from_s), min(to_seconds(w.end), until_s)
     rate = w.jobs_per_day / 86400.0
     regions, providers = _frozen(w.regions), _frozen(w.providers)
     i = 0
@@ -98,14 +99,15 @@ def service_of(w: InferenceWorkload, catalog: Catalog) -> Service:
                    demand=[(to_seconds(d.date), dict(d.replicas)) for d in w.demand], min_providers=w.min_providers)
 
 
-def scenario_streams(p: Portfolio, catalog: Catalog, rng: random.Random, until_s: float) -> tuple[list[Stream], list[Service]]:
+def scenario_streams(p: Portfolio, catalog: Catalog, rng: random.Random, from_s: float,
+                     until_s: float) -> tuple[list[Stream], list[Service]]:
     streams: list[Stream] = []
     services: list[Service] = []
     for w in p.workloads:
         if isinstance(w, TrainingWorkload):
             streams.append(training_stream(w, catalog))
         elif isinstance(w, BatchWorkload):
-            streams.append(batch_stream(w, catalog, random.Random(rng.random()), until_s))
+            streams.append(batch_stream(w, catalog, random.Random(rng.random()), from_s, until_s))
         else:
             services.append(service_of(w, catalog))
     return streams, services
