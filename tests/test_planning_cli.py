@@ -87,3 +87,12 @@ def test_report_is_one_self_contained_page(tmp_path):
     assert "<script src=" not in html
     for words in ("Capacity vs plan", "Commitment burn-down", "Waste per contract", "aws-commit"):
         assert words in html
+
+
+def test_simulation_check_from_a_later_start():
+    r = run(SMALL, "--from", "2026-03-01", "--to", "2026-07-01", "--check-months", "1", "--json", "-",
+            "--no-baselines")
+    assert r.exit_code == 0, r.output
+    import json
+    doc = json.loads(r.stdout)
+    assert doc["simulation_check"]["start"].startswith("2026-03-01")

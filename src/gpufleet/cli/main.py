@@ -9,6 +9,7 @@ import typer
 
 from . import demo as demo_cmd
 from . import inputs, place, simulate
+from . import plan as plan_cmd
 from .common import EXIT_FAILURE, err
 
 app = typer.Typer(name="gpufleet", no_args_is_help=True, add_completion=False,
@@ -21,6 +22,7 @@ app.command()(inputs.catalog)
 app.command()(inputs.show)
 app.command()(place.place)
 app.command()(simulate.simulate)
+app.command()(plan_cmd.plan)
 app.command()(demo_cmd.demo)
 
 

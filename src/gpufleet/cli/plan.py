@@ -158,11 +158,12 @@ def print_extras(doc: dict[str, Any]) -> None:
     if "simulation_check" in doc:
         sc = doc["simulation_check"]
         t = Table(title=f"simulated vs planned GPU-hours, {sc['start']}..{sc['end']} (seed {sc['seed']})")
-        for col in ("provider", "planned", "simulated", "relative difference"):
+        for col in ("provider", "planned", "simulated", "difference", "planned as simulated", "difference "):
             t.add_column(col, justify="left" if col == "provider" else "right")
         for name, r in list(sc["per_provider"].items()) + [("total", sc["total"])]:
             t.add_row(escape(name), _m(r["planned_gpu_hours"]), _m(r["simulated_gpu_hours"]),
-                      f"{r['relative_difference']:+.1%}")
+                      f"{r['relative_difference']:+.1%}", _m(r["planned_as_simulated_gpu_hours"]),
+                      f"{r['relative_difference_as_simulated']:+.1%}")
         out.print(t)
 
 

@@ -31,7 +31,7 @@ def groups_needed(pr: Problem, caps: bool, n1: bool) -> tuple[frozenset[str], ..
 
 
 def aggregates(A: Assembler, pr: Problem, groups, xi: np.ndarray, xs: np.ndarray, xc: np.ndarray,
-               xp: np.ndarray, scale: float) -> tuple[int, int]:
+               xp: np.ndarray) -> tuple[int, int]:
     """y columns and their defining rows; returns (first y column, first aggregate row)."""
     Q, P = len(pr.providers), pr.periods.n
     n = len(groups) * Q * P

@@ -6,7 +6,7 @@ Built once from a Portfolio (`build_problem`); what-ifs and baselines derive new
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
@@ -53,7 +53,6 @@ class Problem:
     critical: frozenset[str]
     n1_fraction: float
     unmet_penalty: float = DEFAULT_UNMET_PENALTY
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model import G, M, Lp
+from .assemble import Lp
+from .model import G, M, Layout
 from .problem import ALL, Problem
 from .solve import Solution
 
-TINY = 1e-9
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,7 @@ class Plan:
 def extract(pr: Problem, lp: Lp, sol: Solution, build_s: float) -> Plan:
     L = lp.layout
     S, C, P = pr.shape
-    Q = len(pr.providers)
-    v, rd = sol.col_value, sol.row_dual
+    v = sol.col_value
 
     x0, xs, xc, xp = L.x
     usage = np.zeros((S, C, P))
@@ -85,13 +84,29 @@ def extract(pr: Problem, lp: Lp, sol: Solution, build_s: float) -> Plan:
     unmet[us[per], up[per]] = uv[per]
     unmet_budget[us[~per]] = uv[~per]
     b0, bc, bp = L.b
-    billed = np.zeros((C, P))
+    billed = usage.sum(axis=0)                 # every GPU-hour is billed, except where a pool covers it
     billed[bc, bp] = v[b0:b0 + len(bc)] * G
     r0, rk, rc, rp = L.r
     covered = np.zeros((len(pr.billing.pools), C, P))
     covered[rk, rc, rp] = v[r0:r0 + len(rk)] * G
     shortfall = v[L.short:L.short + len(pr.billing.commitments)] * M
     options = v[L.opt:L.opt + len(pr.billing.options)]
+
+    capacity_value, cap_rows, n1_rows, gang_value = _shadow(pr, L, v, sol.row_dual)
+
+    return Plan(
+        problem=pr, status=sol.status, optimal=sol.optimal, objective_usd=sol.objective_usd,
+        dual_bound_usd=sol.dual_bound_usd, gap=sol.gap, usage=usage, unmet=unmet, unmet_budget=unmet_budget,
+        billed=billed, covered=covered, shortfall_usd=shortfall, options_gpus=options,
+        capacity_value=capacity_value, cap_rows=cap_rows, n1_rows=n1_rows, gang_value=gang_value,
+        variables=lp.n_cols, constraints=lp.n_rows, nonzeros=int(lp.matrix.nnz), iterations=sol.iterations,
+        build_s=build_s, solve_s=sol.solve_s)
+
+
+def _shadow(pr: Problem, L: Layout, v: np.ndarray, rd: np.ndarray):
+    """Values of one more unit (USD, ≥ 0) from the row duals: capacity, caps, N-1 (a cost), training gangs."""
+    S, C, P = pr.shape
+    Q = len(pr.providers)
 
     # capacity: its own row plus the N-1 rows of every other provider (where it is spare capacity)
     d_cap = np.zeros((C, P))
@@ -103,7 +118,6 @@ def extract(pr: Problem, lp: Lp, sol: Solution, build_s: float) -> Plan:
     d_n1[nq, np_] = n1_dual
     d_cap += d_n1.sum(axis=0)[None, :] - d_n1[pr.provider_of]
     capacity_value = np.maximum(0.0, -d_cap * M / G)
-
     y0, groups = L.y
     y = v[y0:y0 + len(groups) * Q * P].reshape(len(groups), Q, P) if groups else np.zeros((0, Q, P))
     l0, ll, lq, lp_ = L.cap
@@ -118,13 +132,5 @@ def extract(pr: Problem, lp: Lp, sol: Solution, build_s: float) -> Plan:
     g0, gs, gp = L.gang
     gang_value = np.zeros((S, P))
     gang_value[gs, gp] = np.maximum(0.0, -rd[g0:g0 + len(gs)] * M / G)
-
-    return Plan(
-        problem=pr, status=sol.status, optimal=sol.optimal, objective_usd=sol.objective_usd,
-        dual_bound_usd=sol.dual_bound_usd, gap=sol.gap, usage=usage, unmet=unmet, unmet_budget=unmet_budget,
-        billed=billed, covered=covered, shortfall_usd=shortfall, options_gpus=options,
-        capacity_value=capacity_value, cap_rows=(ll, lq, lp_, np.maximum(0.0, cap_val)),
-        n1_rows=(nq, np_, np.maximum(0.0, n1_val), n1_dual), gang_value=gang_value,
-        variables=lp.n_cols, constraints=lp.n_rows, nonzeros=int(lp.matrix.nnz), iterations=sol.iterations,
-        build_s=build_s, solve_s=sol.solve_s)
-
+    return (capacity_value, (ll, lq, lp_, np.maximum(0.0, cap_val)),
+            (nq, np_, np.maximum(0.0, n1_val), n1_dual), gang_value)

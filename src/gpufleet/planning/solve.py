@@ -14,7 +14,8 @@ from typing import Callable
 import highspy
 import numpy as np
 
-from .model import M, Lp
+from .assemble import Lp
+from .model import M
 
 Clock = Callable[[], float]
 

@@ -51,13 +51,13 @@ def _number(text: str, spec: str, what: str) -> float:
 
 def parse_what_if(spec: str, pr: Problem) -> WhatIf:
     """Read one spec against the problem (names are checked); raise WhatIfError with a clear message."""
-    parts = spec.strip().split(":")
-    kind = parts[0]
+    kind, _, rest = spec.strip().partition(":")
     if kind not in KINDS_WHATIF:
         raise WhatIfError(f"{spec!r}: unknown what-if {kind!r}; expected drop:PROVIDER, delay:CLUSTER:N, "
                           "demand:CLASS:FACTOR or cap:CLASS:SHARE")
-    want = 2 if kind == "drop" else 3
-    if len(parts) != want or not all(parts):
+    # names may contain ':', so the value is whatever follows the last one
+    parts = [kind, rest] if kind == "drop" else [kind, *rest.rpartition(":")[::2]]
+    if not all(parts) or (kind != "drop" and ":" not in rest):
         form = {"drop": "drop:PROVIDER", "delay": "delay:CLUSTER:N", "demand": "demand:CLASS:FACTOR",
                 "cap": "cap:CLASS:SHARE"}[kind]
         raise WhatIfError(f"{spec!r}: expected {form}")

@@ -132,9 +132,10 @@ def _tables(doc: dict[str, Any]) -> list[str]:
     if "simulation_check" in doc:
         sc = doc["simulation_check"]
         parts += [f"<h2>Simulated vs planned GPU-hours ({escape(sc['start'])} .. {escape(sc['end'])})</h2>", _table(
-            ["provider", "planned", "simulated", "relative difference"],
-            [[k, f"{r['planned_gpu_hours']:,.0f}", f"{r['simulated_gpu_hours']:,.0f}",
-              f"{r['relative_difference']:+.1%}"] for k, r in list(sc["per_provider"].items()) + [("total", sc["total"])]])]
+            ["provider", "planned", "simulated", "difference", "planned as simulated", "difference"],
+            [[k, f"{r['planned_gpu_hours']:,.0f}", f"{r['simulated_gpu_hours']:,.0f}", f"{r['relative_difference']:+.1%}",
+              f"{r['planned_as_simulated_gpu_hours']:,.0f}", f"{r['relative_difference_as_simulated']:+.1%}"]
+             for k, r in list(sc["per_provider"].items()) + [("total", sc["total"])]])]
     return parts
 
 
