@@ -63,19 +63,24 @@ def health(cands: list[ClusterState], req: Request, fleet: FleetState) -> tuple[
 def capacity(cands: list[ClusterState], req: Request, fleet: FleetState) -> tuple[list[ClusterState], Rejected]:
     g, n = req.group, req.groups
     if n == 1:
-        ok = [cs for cs in cands if cs.domains.mask >> g]
+        fits = [(cs.domains.mask >> g) != 0 for cs in cands]
     else:
-        ok = [cs for cs in cands if cs.domains.count_groups(g, n) >= n]
-    if len(ok) == len(cands):
-        return ok, []
-    return ok, [(cs, _short_of(cs, req)) for cs in cands if cs not in ok]
+        fits = [cs.domains.count_groups(g, n) >= n for cs in cands]
+    if all(fits):
+        return cands, []
+    return ([cs for cs, f in zip(cands, fits) if f],
+            [(cs, _short_of(cs, g, n)) for cs, f in zip(cands, fits) if not f])
 
 
-def _short_of(cs: ClusterState, req: Request) -> Reject:
+CAPACITY_SHORT = ("needs {:,} group(s) of {} GPUs in one fabric, {:,} free now "
+                  "({:,} GPUs free in {:,} live domains)")
+
+
+def _short_of(cs: ClusterState, g: int, n: int) -> Reject:
     dom = cs.domains
-    return Reject("capacity", "needs {:,} group(s) of {} GPUs in one fabric, {:,} free now "
-                  "({:,} GPUs free in {:,} live domains)",
-                  (req.groups, req.group, dom.count_groups(req.group, req.groups), dom.free_total, dom.live_domains))
+    # The numbers are counted when the message is read (the engine re-checks a cluster whenever it changes).
+    return Reject("capacity", CAPACITY_SHORT,
+                  detail=lambda: (n, g, dom.count_groups(g, n), dom.free_total, dom.live_domains))
 
 
 def concentration(cands: list[ClusterState], req: Request, fleet: FleetState) -> tuple[list[ClusterState], Rejected]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 
 @dataclass(slots=True)
@@ -48,10 +49,11 @@ class Reject:
     filter: str
     template: str
     args: tuple = ()
+    detail: Callable[[], tuple] | None = None  # computes the args on demand, when they cost to compute
 
     @property
     def message(self) -> str:
-        return self.template.format(*self.args)
+        return self.template.format(*(self.detail() if self.detail is not None else self.args))
 
 
 @dataclass(slots=True)
