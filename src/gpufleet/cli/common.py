@@ -35,6 +35,12 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     raise typer.Exit(code)
 
 
+def bad_input(message: str) -> typer.Exit:
+    """Print a bad-input error; the caller raises the returned exit (code 2)."""
+    err.print(f"[red]error[/] {escape(message)}")
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
 def report_file_error(e: FileError) -> NoReturn:
     for p in e.problems:
         err.print(f"[red]error[/] {escape(str(p))}")

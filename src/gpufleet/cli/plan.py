@@ -19,14 +19,9 @@ from ..planning.result import plan_doc
 from ..planning.simcheck import simulation_check
 from ..planning.solution import Plan
 from ..planning.whatif import WhatIf, WhatIfError, apply_what_if, compare, parse_what_if
-from .common import EXIT_BAD_INPUT, EXIT_FAILURE, emit_json, err, escape, out, scenario_or_exit
+from .common import EXIT_FAILURE, bad_input, emit_json, err, escape, out, scenario_or_exit
 
 QUARTERS_AFTER = 24      # print quarters instead of months when the plan has more periods than this
-
-
-def _bad(msg: str) -> typer.Exit:
-    err.print(f"[red]error[/] {escape(msg)}")
-    return typer.Exit(EXIT_BAD_INPUT)
 
 
 def _day(value: str | None, option: str) -> date | None:
@@ -35,17 +30,17 @@ def _day(value: str | None, option: str) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise _bad(f"{option}: expected an ISO date such as 2026-06-01, found {value!r}") from None
+        raise bad_input(f"{option}: expected an ISO date such as 2026-06-01, found {value!r}") from None
 
 
 def _problem(p: Portfolio, start: str | None, end: str | None, months: int, penalty: float) -> Problem:
     a, b = _day(start, "--from") or p.start, _day(end, "--to") or p.end
     if b <= a:
-        raise _bad(f"the plan must end after it starts: --from {a} --to {b}")
+        raise bad_input(f"the plan must end after it starts: --from {a} --to {b}")
     if months < 1:
-        raise _bad("--period-months must be at least 1")
+        raise bad_input("--period-months must be at least 1")
     if not 0 < penalty < 1e9:
-        raise _bad("--unmet-penalty must be a positive number of USD per GPU-hour")
+        raise bad_input("--unmet-penalty must be a positive number of USD per GPU-hour")
     return build_problem(p, a, b, months, penalty)
 
 
@@ -53,7 +48,7 @@ def _what_ifs(specs: list[str], pr: Problem) -> list[WhatIf]:
     try:
         return [parse_what_if(s, pr) for s in specs]
     except WhatIfError as e:
-        raise _bad(f"--what-if {e}") from None
+        raise bad_input(f"--what-if {e}") from None
 
 
 def _m(x: float) -> str:
@@ -194,7 +189,7 @@ def plan(
     """Plan which contract and cluster carry which workload, period by period, at least cost (a linear program)."""
     p = scenario_or_exit(scenario)
     if check_months < 0:
-        raise _bad("--check-months must be 0 or more")
+        raise bad_input("--check-months must be 0 or more")
     pr = _problem(p, start, end, period_months, unmet_penalty)
     variants = _what_ifs(what_if, pr)
     clock = time.perf_counter

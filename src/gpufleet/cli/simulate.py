@@ -20,12 +20,7 @@ from ..simulation.failures import OutageError, parse_outage
 from ..simulation.queue import QUEUES
 from ..simulation.simulator import SimOptions, Simulator
 from ..simulation.workloads import TraceMapping, demand_service, trace_stream
-from .common import EXIT_BAD_INPUT, emit_json, err, escape, out, scenario_or_exit
-
-
-def _bad(msg: str) -> typer.Exit:
-    err.print(f"[red]error[/] {escape(msg)}")
-    return typer.Exit(EXIT_BAD_INPUT)
+from .common import bad_input, emit_json, err, escape, out, scenario_or_exit
 
 
 def _when(value: str | None, option: str) -> float | None:
@@ -34,7 +29,7 @@ def _when(value: str | None, option: str) -> float | None:
     try:
         t = datetime.fromisoformat(value)
     except ValueError:
-        raise _bad(f"{option}: expected an ISO date or date-time such as 2026-06-01, found {value!r}") from None
+        raise bad_input(f"{option}: expected an ISO date or date-time such as 2026-06-01, found {value!r}") from None
     return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
 
 
@@ -47,16 +42,16 @@ def build_simulator(p: Portfolio, *, profile: str | None, queue: str, seed: int,
     try:
         prof = get_profile(profile or p.policies.default_profile)
     except KeyError as e:
-        raise _bad(f"--policy: {e.args[0]}") from None
+        raise bad_input(f"--policy: {e.args[0]}") from None
     if queue not in QUEUES:
-        raise _bad(f"--queue: unknown discipline {queue!r}; expected one of {', '.join(QUEUES)}")
+        raise bad_input(f"--queue: unknown discipline {queue!r}; expected one of {', '.join(QUEUES)}")
     try:
         outages = [parse_outage(f, p) for f in fail]
     except OutageError as e:
-        raise _bad(f"--fail {e}") from None
+        raise bad_input(f"--fail {e}") from None
     until_s = _when(until, "--until")
     if until_s is not None and until_s <= to_seconds(p.start):
-        raise _bad(f"--until {until} is not after the scenario's start {p.start}")
+        raise bad_input(f"--until {until} is not after the scenario's start {p.start}")
     opts = SimOptions(queue=queue, until_s=until_s, random_failures=random_failures, outages=outages,
                       scenario_workloads=workloads)
     return Simulator(p, prof, opts, random.Random(seed))
@@ -71,21 +66,21 @@ def add_trace(sim: Simulator, p: Portfolio, file: str, fmt: str, *, gpus: str | 
     try:
         trace = load_trace(file, fmt)
     except TraceError as e:
-        raise _bad(str(e)) from None
+        raise bad_input(str(e)) from None
     types = _csv(gpus)
     known = {c.gpu.name for c in p.clusters.values()}
     if types and not set(types) <= known:
-        raise _bad(f"--trace-gpus: {', '.join(sorted(set(types) - known))} not in this scenario "
+        raise bad_input(f"--trace-gpus: {', '.join(sorted(set(types) - known))} not in this scenario "
                    f"(it has {', '.join(sorted(known))})")
     if time_scale <= 0:
-        raise _bad("--time-scale must be positive")
+        raise bad_input("--time-scale must be positive")
     start_s = _when(start, "--trace-start") or sim.t0
     speeds = {t: 1.0 for t in (types or sorted(known))}
     sim.trace_reports.append(trace.report.to_json())
     if isinstance(trace, DemandTrace):
         area = (_csv(regions) or [None])[0]
         if area is None:
-            raise _bad("a demand trace needs --trace-regions naming the region or area its replicas serve")
+            raise bad_input("a demand trace needs --trace-regions naming the region or area its replicas serve")
         sim.add_service(demand_service(trace, f"trace-{Path(file).stem}", area, replica_gpus, speeds,
                                        start_s, time_scale))
         return

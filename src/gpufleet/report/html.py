@@ -15,8 +15,9 @@ from typing import Any, Callable
 
 import plotly.graph_objects as go  # type: ignore[import-untyped]
 from plotly.colors import qualitative  # type: ignore[import-untyped]
-from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
 from plotly.subplots import make_subplots  # type: ignore[import-untyped]
+
+from .page import chart_sections, page
 
 Terms = dict[str, tuple[str, str, float]]   # contract -> (start ISO, end ISO, committed USD)
 
@@ -250,16 +251,5 @@ def simulation_report(results: list[dict], title: str, notes: list[str] | None =
     if notes:
         body.append("<ul>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
     body += ["<h2>Summary</h2>", _table(results, labels)]
-    n = 0
-    for heading, figs in _sections(results, labels, contract_terms):
-        body.append(f"<h2>{escape(heading)}</h2>")
-        if not figs:
-            body.append('<p class="muted">Nothing to show for these runs.</p>')
-        for fig in figs:
-            n += 1
-            body.append(fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{n}",
-                                    config={"displaylogo": False, "responsive": True}))
-    head = (f'<meta charset="utf-8">\n<title>{escape(title)}</title>\n<style>{_CSS}</style>\n'
-            f'<script type="text/javascript">{get_plotlyjs()}</script>')
-    return f'<!DOCTYPE html>\n<html lang="en">\n<head>\n{head}\n</head>\n<body>\n' + "\n".join(body) + \
-        "\n</body>\n</html>\n"
+    body += chart_sections(_sections(results, labels, contract_terms), "Nothing to show for these runs.")
+    return page(title, body, _CSS)

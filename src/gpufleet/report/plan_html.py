@@ -11,7 +11,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 from plotly.colors import qualitative
-from plotly.offline import get_plotlyjs
+
+from .page import chart_sections, page
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.25em .6em}
@@ -149,16 +150,6 @@ def plan_report(doc: dict[str, Any], title: str) -> str:
         ("Unmet demand", [unmet_chart(doc)] if doc["unmet"]["by_stream"] else []),
         ("Shadow prices", [shadow_chart(doc)])]
     body = [f"<h1>{escape(title)}</h1>", "<h2>Summary</h2>", _summary(doc)]
-    n = 0
-    for heading, figs in sections:
-        body.append(f"<h2>{escape(heading)}</h2>")
-        if not figs:
-            body.append('<p class="muted">Nothing to show for this plan.</p>')
-        for fig in figs:
-            n += 1
-            body.append(fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{n}",
-                                    config={"displaylogo": False, "responsive": True}))
+    body += chart_sections(sections, "Nothing to show for this plan.")
     body += _tables(doc)
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{escape(title)}</title>\n'
-            f'<style>{_CSS}</style>\n<script type="text/javascript">{get_plotlyjs()}</script>\n</head>\n<body>\n'
-            + "\n".join(body) + "\n</body>\n</html>\n")
+    return page(title, body, _CSS)
