@@ -49,9 +49,6 @@ class ScanDomains:
     def mark_up(self, d):
         self.down.discard(d)
 
-    def fits_one(self, g):
-        return any(self.free[d] >= g for d in range(self.active) if d not in self.down)
-
     def fits(self, groups, g):
         return self.count_groups(g, groups) >= groups
 

@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from ..catalog import bundled_catalog
-from ..files import FileError, load_job, load_scenario
-from ..files.loader import sniff_kind
+from ..files import FileError
+from ..files.loader import load_any
 from ..model.job import JobSpec
 from ..model.scenario import Scenario
 from ..report.summary import summarize
@@ -25,15 +25,15 @@ def validate(files: Annotated[list[str], typer.Argument(help="scenario or job YA
     results, bad = [], False
     for f in files:
         try:
-            kind = sniff_kind(f)
-            if kind == "scenario":
-                p = load_scenario(f)
-                gpus = max((sum(c.max_domains * c.usable_gpus_per_domain for c in p.clusters.values()),), default=0)
-                line = (f"{len(p.clusters)} clusters, {gpus:,} GPUs at peak, {len(p.contracts)} contracts, "
-                        f"{len(p.workloads)} workloads")
+            loaded = load_any(f)
+            if isinstance(loaded, JobSpec):
+                kind = "job"
+                line = f"{loaded.kind} job {loaded.name!r}: {loaded.gpu_count:,} GPUs of {', '.join(loaded.gpu_types)}"
             else:
-                j = load_job(f)
-                line = f"{j.kind} job {j.name!r}: {j.gpu_count:,} GPUs of {', '.join(j.gpu_types)}"
+                kind = "scenario"
+                gpus = sum(c.max_domains * c.usable_gpus_per_domain for c in loaded.clusters.values())
+                line = (f"{len(loaded.clusters)} clusters, {gpus:,} GPUs at peak, {len(loaded.contracts)} contracts, "
+                        f"{len(loaded.workloads)} workloads")
             results.append({"file": f, "ok": True, "kind": kind, "summary": line, "problems": []})
             if not as_json:
                 out.print(f"[green]ok[/] {escape(f)}: {kind}, {escape(line)}")

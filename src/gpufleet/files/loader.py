@@ -153,13 +153,16 @@ def _validate(model: type[M], doc: Any, file: str, pos: Positions) -> M:
         raise FileError(_pydantic_problems(e, doc, file, pos)) from None
 
 
-def parse_scenario(text: str, file: str = "<scenario>", catalog: Catalog | None = None) -> Portfolio:
-    doc, pos = _yaml(text, file)
+def _scenario(doc: Any, pos: Positions, file: str, catalog: Catalog | None) -> Portfolio:
     scenario = _validate(Scenario, doc, file, pos)
     try:
         return build_portfolio(scenario, catalog or bundled_catalog())
     except InvalidInput as e:
         raise FileError(_problems(e.problems, file, pos)) from None
+
+
+def parse_scenario(text: str, file: str = "<scenario>", catalog: Catalog | None = None) -> Portfolio:
+    return _scenario(*_yaml(text, file), file, catalog)
 
 
 def parse_job(text: str, file: str = "<job>") -> JobSpec:
@@ -175,7 +178,9 @@ def load_job(file: str) -> JobSpec:
     return parse_job(read_text(file), file)
 
 
-def sniff_kind(file: str) -> str:
-    """'scenario' or 'job', guessed from the top-level fields (used by `validate`)."""
-    doc, _ = _yaml(read_text(file), file)
-    return "scenario" if "clusters" in doc else "job"
+def load_any(file: str) -> Portfolio | JobSpec:
+    """A scenario (it has `clusters`) or a job file, read and parsed once (what `validate` checks)."""
+    doc, pos = _yaml(read_text(file), file)
+    if "clusters" in doc:
+        return _scenario(doc, pos, file, None)
+    return _validate(JobSpec, doc, file, pos)

@@ -23,7 +23,7 @@ def commitment_pressure(k: ContractState, now: float, extra_usd_per_h: float) ->
 
 
 def _contract_cost(k: ContractState, cs: ClusterState, gpus: int, now: float) -> float | None:
-    if not (k.start <= now < k.end):
+    if not k.in_force(now):
         return None
     if k.kind == "reserved_capacity":
         idle = k.reserved - k.used_gpus

@@ -71,9 +71,6 @@ class Domains:
             self._add(d)
 
     # -- queries ------------------------------------------------------------------------------------
-    def fits_one(self, g: int) -> bool:
-        return (self.mask >> g) != 0
-
     def fits(self, groups: int, g: int) -> bool:
         return (self.mask >> g) != 0 if groups == 1 else self.count_groups(g, groups) >= groups
 

@@ -267,14 +267,12 @@ class Engine:
         cs = self.state.by_name[cluster]
         cs.up = False
         self.state.touch(cs)
-        self.state.clusters_down.add(cluster)
         return self.state.allocations_on(cs)
 
     def repair_cluster(self, cluster: str) -> None:
         cs = self.state.by_name[cluster]
         cs.up = True
         self.state.touch(cs)
-        self.state.clusters_down.discard(cluster)
 
     def fail_provider(self, provider: str) -> list[str]:
         self.state.providers_down.add(provider)

@@ -65,18 +65,17 @@ class Allocation:
     provider: str
     parts: tuple[tuple[int, int], ...]  # (domain index, GPUs)
     started_at: float  # seconds; when the work started (for lost-work accounting)
-    last_checkpoint_at: float | None = None
 
     @property
     def gpus(self) -> int:
         return self.request.gpus
 
     def lost_gpu_hours(self, now: float) -> float:
-        """GPU-hours of work since the last checkpoint: what a preemption or failure now would lose."""
-        base = self.last_checkpoint_at if self.last_checkpoint_at is not None else self.started_at
-        since = max(0.0, now - base)
+        """GPU-hours of work since the last checkpoint (one every checkpoint interval since the start):
+        what a preemption or failure now would lose."""
+        since = max(0.0, now - self.started_at)
         interval = self.request.checkpoint_interval_s
-        if self.last_checkpoint_at is None and interval > 0:
+        if interval > 0:
             since = since % interval
         return self.request.gpus * since / 3600.0
 

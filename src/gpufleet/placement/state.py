@@ -110,7 +110,6 @@ class FleetState:
         self.key_used: dict[str, int] = {}                       # GPUs per spread key (one service)
         self.key_provider_used: dict[tuple[str, str], int] = {}
         self.providers_down: set[str] = set()
-        self.clusters_down: set[str] = set()
         self.cluster_allocs: list[dict[str, Allocation]] = [{} for _ in self.clusters]
         self.preemptible_prio: list[dict[int, int]] = [{} for _ in self.clusters]  # priority -> GPUs
         teams = portfolio.teams

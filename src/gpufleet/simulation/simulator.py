@@ -75,7 +75,6 @@ class Simulator:
         self._asked: dict[str, int] = {}
         self._inf_mark = self.t0
         self._served: dict[str, int] = {}
-        self._where: dict[str, str] = {}          # running job -> cluster
         self._finite_running = 0                  # running jobs that will finish by themselves
         self.trace_reports: list[dict] = []
 
@@ -201,7 +200,8 @@ class Simulator:
         """When the blocked head could start (GPU count, as EASY does), and how many GPUs are spare then."""
         free = sum(self.state.clusters[i].free for i in part.clusters)
         ends = sorted((j.start_s + j.work_s / j.speed, j.gpus) for j in self.running.values()
-                      if self.state.by_name[self._where[j.id]].index in part.clusters and not math.isinf(j.work_s))
+                      if self.state.by_name[self.state.allocations[j.id].cluster].index in part.clusters
+                      and not math.isinf(j.work_s))
         t = math.inf
         for end, gpus in ends:
             free += gpus
@@ -224,8 +224,7 @@ class Simulator:
                 self._stop(victim, requeue=True)
         cs = self.state.by_name[d.cluster]
         self.acc.mark(cs, now)
-        a = self.engine.commit(d)
-        self._where[job.id] = a.cluster
+        self.engine.commit(d)
         self.queued -= 1
         job.state = RUNNING
         job.start_s = now
@@ -258,7 +257,7 @@ class Simulator:
         self._want_pass()
 
     def _release(self, job: SimJob) -> ClusterState:
-        cs = self.state.by_name[self._where.pop(job.id)]
+        cs = self.state.by_name[self.state.allocations[job.id].cluster]
         self.acc.mark(cs, self.loop.now)
         self.engine.release(job.id)
         del self.running[job.id]
