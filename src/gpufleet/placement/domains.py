@@ -114,6 +114,18 @@ class Domains:
             groups -= n
         return tuple(parts)
 
+    def claim(self, parts: tuple[tuple[int, int], ...]) -> bool:
+        """Allocate exactly these (domain, GPUs) parts, as recorded earlier; False (and no change) if any
+        domain no longer exists or has too few GPUs free."""
+        for d, used in parts:
+            if not (0 <= d < len(self.free)) or not self.is_live(d) or self.free[d] < used or used < 1:
+                return False
+        for d, used in parts:
+            self._remove(d)
+            self.free[d] -= used
+            self._add(d)
+        return True
+
     def give(self, parts: tuple[tuple[int, int], ...]) -> None:
         for d, used in parts:
             live = self.is_live(d)

@@ -233,6 +233,23 @@ class Engine:
         self.state.count(a, cs, +1)
         return a
 
+    def adopt(self, req: Request, cluster: str, parts: tuple[tuple[int, int], ...], started_at: float
+              ) -> Allocation | None:
+        """Take back an allocation recorded earlier (a restarted server re-reading its database): the same
+        domains, no decision. None if the cluster or those GPUs are gone, or the parts do not match."""
+        if req.id in self.state.allocations:
+            return self.state.allocations[req.id]
+        cs = self.state.by_name.get(cluster)
+        if cs is None or sum(n for _, n in parts) != req.gpus or any(n % req.group for _, n in parts):
+            return None
+        if not cs.up or cs.provider in self.state.providers_down or not cs.domains.claim(parts):
+            return None
+        self.state.touch(cs)
+        a = Allocation(req, cs.name, cs.provider, parts, started_at=started_at)
+        self.state.allocations[req.id] = a
+        self.state.count(a, cs, +1)
+        return a
+
     def release(self, request_id: str) -> Allocation | None:
         a = self.state.allocations.pop(request_id, None)
         if a is None:

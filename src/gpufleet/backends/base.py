@@ -1,0 +1,109 @@
+"""The execution-backend interface: one small surface every engine (local, Ray, Slurm, ...) implements.
+
+The control loop calls a backend from one thread only. A backend never touches the database: it starts
+work, reports what became of it and what capacity it lost, and the control loop records all of that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class BackendError(Exception):
+    """The backend could not do what was asked (bad command, refused submission)."""
+
+
+class BackendUnavailable(BackendError):
+    """The backend itself is gone (daemon down, API unreachable): its clusters count as lost."""
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """Everything a backend needs to start one placement of one job attempt."""
+
+    job_id: int
+    attempt: int
+    request_id: str          # the placement's id: the job's name, or name/region/i for a replica
+    name: str
+    team: str
+    command: str
+    env: dict[str, str]
+    cluster: str
+    provider: str
+    gpu_type: str
+    parts: tuple[tuple[int, int], ...]   # (NVLink domain index, GPUs) of the allocation
+    group: int               # tensor-parallel group size (GPUs that share one domain)
+    domain_size: int
+    checkpoint_dir: str      # survives attempts: a restarted job resumes from what it wrote here
+
+    @property
+    def gpus(self) -> int:
+        return sum(n for _, n in self.parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What became of a started placement. `state`: running | succeeded | failed | lost.
+
+    `lost` means the work vanished without an exit status (its machine or process group died): the
+    control loop requeues it from its last checkpoint instead of calling it failed.
+    """
+
+    state: str
+    exit_code: int | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Loss:
+    """Capacity a backend found gone: a whole cluster (domain None) or one NVLink domain of it."""
+
+    cluster: str
+    domain: int | None = None
+    reason: str = ""
+
+
+@dataclass
+class Usability:
+    usable: bool
+    why: str = ""
+    extra: str = ""
+
+
+class Backend(Protocol):
+    name: str
+
+    def start(self, launch: Launch) -> dict[str, Any]:
+        """Start the work; return a JSON-able handle that `poll`, `cancel` and `logs` accept, even after
+        the server restarts."""
+
+    def poll(self, handles: dict[int, dict[str, Any]]) -> dict[int, Status]:
+        """Statuses of started placements, keyed as given (placement id -> handle)."""
+
+    def cancel(self, handle: dict[str, Any]) -> None:
+        """Stop the work (no error if it already ended)."""
+
+    def logs(self, handle: dict[str, Any], tail: int | None = None) -> str:
+        """The work's captured output so far."""
+
+    def losses(self) -> list[Loss]:
+        """Capacity found lost since the last call."""
+
+    def close(self) -> None:
+        """Release connections; running work keeps running."""
+
+
+@dataclass
+class BackendSet:
+    """The backends of one server, by name; each cluster names its own or takes the default."""
+
+    default: str
+    backends: dict[str, Backend] = field(default_factory=dict)
+
+    def for_cluster(self, backend_name: str | None) -> Backend:
+        name = backend_name or self.default
+        b = self.backends.get(name)
+        if b is None:
+            raise BackendError(f"no backend {name!r} is configured on this server")
+        return b

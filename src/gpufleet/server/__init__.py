@@ -1,0 +1,1 @@
+"""The live control plane: HTTP API, control loop, auth."""
