@@ -8,7 +8,7 @@ import sys
 import typer
 
 from . import demo as demo_cmd
-from . import inputs, place, simulate
+from . import inputs, live, place, simulate
 from . import plan as plan_cmd
 from .common import EXIT_FAILURE, err
 
@@ -24,6 +24,7 @@ app.command()(place.place)
 app.command()(simulate.simulate)
 app.command()(plan_cmd.plan)
 app.command()(demo_cmd.demo)
+live.register(app)
 
 
 def run() -> None:

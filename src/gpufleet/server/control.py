@@ -449,6 +449,7 @@ class Control:
         now = self.clock()
         self.engine.set_time(now)
         blocked: dict[tuple, str] = {}
+        changed: list[dict] = []
         placed: list[tuple[Pending, list[tuple[Allocation, float | None]]]] = []
         for p in order:
             if p.id not in self.pending:  # preempted-and-requeued victims may appear mid-pass
@@ -462,8 +463,12 @@ class Control:
                     placed.append((p, got))
                     del self.pending[p.id]
                     continue
-                blocked[p.blocker] = why or "waiting"
+                blocked[p.blocker] = why = why or "waiting for capacity"
+            if p.reason != why:
+                changed.append({"id": p.id, "reason": why})
             p.tried_epoch, p.reason = self.epoch, why
+        if changed:  # why each job waits, written only when it changes
+            s.execute(update(T.Job), changed)
         if placed:
             self._record_placements(s, placed, now)
 

@@ -1,0 +1,390 @@
+"""Live control plane from the command line: `gpufleet serve`, and the client verbs that talk to it.
+
+Client exit codes: 0 ok, 1 failure (server unreachable, server error, no such job), 2 bad input (bad
+file, request refused as invalid), 4 refused (missing, unknown or under-privileged token).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, Optional
+
+import typer
+from rich.table import Table
+
+from ..files import FileError, load_job, load_scenario
+from ..files.loader import read_text
+from .common import EXIT_BAD_INPUT, EXIT_FAILURE, emit_json, err, escape, out, report_file_error
+
+EXIT_REFUSED = 4
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+
+ServerOpt = Annotated[Optional[str], typer.Option("--server", help="server URL [env GPUFLEET_SERVER; default "
+                                                  f"{DEFAULT_SERVER}]")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+# == serve =================================================================================================
+def serve(
+    db: Annotated[Optional[str], typer.Option(help="database URL: sqlite:///PATH or postgresql://...; "
+                                              "default SQLite in the user data dir [env GPUFLEET_DB]")] = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
+    backend: Annotated[str, typer.Option(help="default execution backend for clusters that name none "
+                                         "(local, ray, fake)")] = "local",
+    scenario: Annotated[Optional[str], typer.Option(help="scenario file to load as the portfolio at start")] = None,
+    data_dir: Annotated[Optional[str], typer.Option(help="where job logs and checkpoints live "
+                                                    "[env GPUFLEET_DATA_DIR]")] = None,
+    poll: Annotated[float, typer.Option(help="seconds between backend polls")] = 1.0,
+    profile: Annotated[Optional[str], typer.Option(help="placement profile (default: the scenario's)")] = None,
+    access_log: Annotated[bool, typer.Option(help="log every HTTP request")] = False,
+) -> None:
+    """Run the control-plane server (API, scheduler, backends). The first admin token may be given in
+    GPUFLEET_ADMIN_TOKEN; it is stored hashed."""
+    import logging
+
+    import uvicorn
+
+    from ..backends.base import BackendError
+    from ..server.app import create_app, settings_from_env
+    if scenario is not None:
+        try:
+            load_scenario(scenario)
+        except FileError as e:
+            report_file_error(e)
+    if not 0 < port < 65536:
+        raise _bad(f"--port: expected 1..65535, found {port}")
+    if not 0.01 <= poll <= 3600:
+        raise _bad(f"--poll: expected 0.01..3600 seconds, found {poll}")
+    try:
+        settings = settings_from_env(db_url=db, data_dir=data_dir, backend=backend, scenario=scenario,
+                                     poll_s=poll, profile=profile)
+        app = create_app(settings)
+    except BackendError as e:
+        raise _bad(f"--backend: {e}") from None
+    except Exception as e:  # bad URL, missing driver
+        _fail(f"cannot open the database: {e}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    safe_db = _redact_url(settings.db_url)
+    err.print(f"gpufleet serve: http://{host}:{port} (db {safe_db}, backend {backend}); API docs at /docs")
+    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", loop="auto", http="auto",
+                timeout_graceful_shutdown=10)
+
+
+def _redact_url(url: str) -> str:
+    """Never print a database password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        cred, host = rest.rsplit("@", 1)
+        user = cred.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in cred else url
+    return url
+
+
+# == the client ============================================================================================
+class Client:
+    def __init__(self, server: str | None):
+        import httpx
+        self.base = (server or os.environ.get("GPUFLEET_SERVER") or DEFAULT_SERVER).rstrip("/")
+        token = os.environ.get("GPUFLEET_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.base, headers=headers, timeout=60.0)
+
+    def call(self, method: str, path: str, *, json_body: Any = None, params: dict | None = None,
+             headers: dict | None = None, expect_json: bool = True) -> Any:
+        import httpx
+        try:
+            r = self.http.request(method, path, json=json_body, params=params, headers=headers)
+        except httpx.HTTPError as e:
+            _fail(f"cannot reach the gpufleet server at {self.base}: {e} (is `gpufleet serve` running? "
+                  "set --server or GPUFLEET_SERVER)")
+        if r.status_code >= 400:
+            try:
+                message = r.json().get("error") or r.text
+            except ValueError:
+                message = r.text
+            if r.status_code in (401, 403):
+                hint = "" if os.environ.get("GPUFLEET_TOKEN") else " (set GPUFLEET_TOKEN)"
+                _fail(f"refused: {message}{hint}", EXIT_REFUSED)
+            if r.status_code in (400, 409, 422):
+                _fail(str(message), EXIT_BAD_INPUT)
+            _fail(f"{message} (HTTP {r.status_code})")
+        return r.json() if expect_json else r.text
+
+
+def _fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    err.print(f"[red]error[/] {escape(message)}")
+    raise typer.Exit(code)
+
+
+def _bad(message: str) -> typer.Exit:
+    err.print(f"[red]error[/] {escape(message)}")
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _when(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def submit(
+    file: Annotated[str, typer.Argument(help="job file (YAML)")],
+    key: Annotated[Optional[str], typer.Option("--key", help="idempotency key: retrying with the same key "
+                                               "never creates a second job")] = None,
+    server: ServerOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Submit a job file to the server."""
+    try:
+        job = load_job(file)
+    except FileError as e:
+        report_file_error(e)
+    if not (job.command or "").strip():
+        raise _bad(f"{file}: command: the live control plane runs a command; add `command:` to the job")
+    body: dict[str, Any] = {"job": job.model_dump(mode="json", exclude_unset=True)}
+    if key is not None:
+        body["key"] = key
+    res = Client(server).call("POST", "/v1/jobs", json_body=body)
+    if as_json:
+        emit_json(res)
+        return
+    verb = "submitted" if res.get("created") else "already submitted (same key)"
+    out.print(f"job {res['id']} {verb}: {job.name}")
+
+
+def jobs(
+    state: Annotated[Optional[str], typer.Option(help="only jobs in this state (queued, placed, running, "
+                                                 "succeeded, failed, cancelled)")] = None,
+    team: Annotated[Optional[str], typer.Option(help="only this team's jobs (admin tokens)")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many")] = 1000,
+    server: ServerOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """List jobs (a team token sees its own team's)."""
+    params: dict[str, Any] = {"limit": limit}
+    if state:
+        params["state"] = state
+    if team:
+        params["team"] = team
+    res = Client(server).call("GET", "/v1/jobs", params=params)
+    if as_json:
+        emit_json(res)
+        return
+    t = Table("id", "team", "name", "kind", "GPUs", "prio", "state", "attempt", "submitted", "reason",
+              box=None, header_style="bold")
+    for j in res:
+        t.add_row(str(j["id"]), j["team"], j["name"], j["kind"], f"{j['gpus']:,}", str(j["priority"]), j["state"],
+                  str(j["attempt"]), _when(j["submitted_at"]), escape(j["reason"] or ""))
+    out.print(t)
+
+
+def job(job_id: Annotated[int, typer.Argument(help="job id")], server: ServerOpt = None,
+        as_json: JsonOpt = False) -> None:
+    """Show one job: state, placements, lost work."""
+    j = Client(server).call("GET", f"/v1/jobs/{job_id}")
+    if as_json:
+        emit_json(j)
+        return
+    out.print(f"job {j['id']} {j['name']} ({j['kind']}, team {j['team']}): [bold]{j['state']}[/]"
+              + (f" - {escape(j['reason'])}" if j["reason"] else ""))
+    out.print(f"  {j['gpus']:,} GPUs, priority {j['priority']}, attempt {j['attempt']}, "
+              f"lost {j['lost_gpu_hours']:,.2f} GPU-hours; key {j['key'] or '-'}")
+    out.print(f"  submitted {_when(j['submitted_at'])}, placed {_when(j['placed_at'])}, "
+              f"started {_when(j['started_at'])}, finished {_when(j['finished_at'])}"
+              + (f", exit {j['exit_code']}" if j["exit_code"] is not None else ""))
+    for p in j["placements"]:
+        parts = ", ".join(f"d{d}:{n}" for d, n in p["parts"])
+        out.print(f"  attempt {p['attempt']}: {p['request']} on {p['cluster']} ({p['provider']}, {p['backend']}) "
+                  f"[{parts}] {p['outcome'] or 'active'}")
+
+
+def cancel(job_id: Annotated[int, typer.Argument(help="job id")], server: ServerOpt = None,
+           as_json: JsonOpt = False) -> None:
+    """Cancel a job (stops its work if it runs)."""
+    res = Client(server).call("POST", f"/v1/jobs/{job_id}/cancel")
+    if as_json:
+        emit_json(res)
+        return
+    out.print(f"job {res['id']}: {res['state']}")
+
+
+def logs(job_id: Annotated[int, typer.Argument(help="job id")],
+         tail: Annotated[Optional[int], typer.Option(help="only the last N lines")] = None,
+         follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing until the job ends")] = False,
+         server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """Print a job's captured output (its latest attempt)."""
+    c = Client(server)
+    params = {"tail": tail} if tail else None
+    text = c.call("GET", f"/v1/jobs/{job_id}/logs", params=params, expect_json=False)
+    if as_json:
+        emit_json({"id": job_id, "logs": text})
+        return
+    typer.echo(text, nl=False)
+    seen = len(text)
+    while follow:
+        state = c.call("GET", f"/v1/jobs/{job_id}")["state"]
+        time.sleep(1.0)
+        text = c.call("GET", f"/v1/jobs/{job_id}/logs", expect_json=False)
+        typer.echo(text[seen:], nl=False)
+        seen = len(text)
+        follow = state not in ("succeeded", "failed", "cancelled")
+
+
+def events(job_id: Annotated[Optional[int], typer.Option("--job", help="only this job's events")] = None,
+           after: Annotated[int, typer.Option(help="only events after this id")] = 0,
+           limit: Annotated[int, typer.Option(help="at most this many")] = 1000,
+           server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """The audit log: every decision and state change, with who and why."""
+    params: dict[str, Any] = {"after": after, "limit": limit}
+    if job_id is not None:
+        params["job"] = job_id
+    res = Client(server).call("GET", "/v1/events", params=params)
+    if as_json:
+        emit_json(res)
+        return
+    for e in res:
+        job_part = f" job {e['job_id']}" if e["job_id"] is not None else ""
+        out.print(f"{e['id']:>6} {_when(e['at'])} {e['kind']:<16} {e['actor']}{job_part}: {escape(e['message'])}")
+
+
+# == admin verbs ===========================================================================================
+token_app = typer.Typer(help="API tokens (admin).", no_args_is_help=True)
+portfolio_app = typer.Typer(help="The portfolio the server schedules on.", no_args_is_help=True)
+team_app = typer.Typer(help="Teams and their GPU quotas (admin).", no_args_is_help=True)
+capacity_app = typer.Typer(help="Mark capacity failed or repaired (admin).", no_args_is_help=True)
+
+
+@token_app.command("create")
+def token_create(team: Annotated[Optional[str], typer.Option(help="team the token acts for")] = None,
+                 admin: Annotated[bool, typer.Option("--admin", help="an admin token instead")] = False,
+                 name: Annotated[str, typer.Option(help="a label for the token")] = "token",
+                 server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """Create a token; it is shown once (the server keeps only its hash)."""
+    if (team is None) == (not admin):
+        raise _bad("give --team T for a team token, or --admin")
+    res = Client(server).call("POST", "/v1/tokens", json_body={"team": team, "admin": admin, "name": name})
+    if as_json:
+        emit_json(res)
+        return
+    out.print(res["token"])
+    err.print(f"token {res['id']} for {'admin' if admin else 'team ' + str(team)}; store it now, it is not shown again")
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[int, typer.Argument(help="token id")], server: ServerOpt = None,
+                 as_json: JsonOpt = False) -> None:
+    """Revoke a token."""
+    res = Client(server).call("DELETE", f"/v1/tokens/{token_id}")
+    emit_json(res) if as_json else out.print(f"token {token_id} revoked")
+
+
+@token_app.command("list")
+def token_list(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """List tokens (never their secrets)."""
+    res = Client(server).call("GET", "/v1/tokens")
+    if as_json:
+        emit_json(res)
+        return
+    for t in res:
+        who = "admin" if t["admin"] else f"team {t['team']}"
+        out.print(f"{t['id']:>4} {t['name']:<20} {who:<24} {'revoked' if t['revoked_at'] else 'live'}")
+
+
+@portfolio_app.command("load")
+def portfolio_load(file: Annotated[str, typer.Argument(help="scenario file")], server: ServerOpt = None,
+                   as_json: JsonOpt = False) -> None:
+    """Load a scenario file as the portfolio (running work stays where it runs)."""
+    try:
+        load_scenario(file)
+        text = read_text(file)
+    except FileError as e:
+        report_file_error(e)
+    res = Client(server).call("PUT", "/v1/portfolio", json_body={"scenario": text, "source": Path(file).name})
+    emit_json(res) if as_json else out.print(f"portfolio {res['name']} loaded ({res['clusters']} clusters)")
+
+
+@portfolio_app.command("show")
+def portfolio_show(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """Clusters, their health and free GPUs."""
+    res = Client(server).call("GET", "/v1/portfolio")
+    if as_json:
+        emit_json(res)
+        return
+    t = Table("cluster", "provider", "region", "GPU", "backend", "up", "GPUs", "free", box=None,
+              header_style="bold", title=f"{res['name']} (version {res['version']})")
+    for c in res["clusters"]:
+        t.add_row(c["name"], c["provider"], c["region"], c["gpu"], c["backend"], "yes" if c["up"] else "DOWN",
+                  f"{c['gpus']:,}", f"{c['free_gpus']:,}")
+    out.print(t)
+
+
+@team_app.command("set")
+def team_set(name: Annotated[str, typer.Argument(help="team name")],
+             quota: Annotated[int, typer.Option("--quota", help="GPU quota")],
+             cohort: Annotated[Optional[str], typer.Option(help="cohort to borrow idle quota in")] = None,
+             borrowing_limit: Annotated[Optional[int], typer.Option(help="most GPUs it may borrow")] = None,
+             server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """Create a team or change its quota."""
+    res = Client(server).call("PUT", f"/v1/teams/{name}", json_body={
+        "quota_gpus": quota, "cohort": cohort, "borrowing_limit": borrowing_limit})
+    emit_json(res) if as_json else out.print(f"team {res['name']}: quota {res['quota_gpus']:,} GPUs")
+
+
+@team_app.command("list")
+def team_list(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """Teams with quota and GPUs in use."""
+    res = Client(server).call("GET", "/v1/teams")
+    if as_json:
+        emit_json(res)
+        return
+    for t in res:
+        out.print(f"{t['name']:<20} quota {t['quota_gpus']:>10,}  used {t['used_gpus']:>10,}  cohort {t['cohort'] or '-'}")
+
+
+def _capacity(failed: bool, cluster: str | None, provider: str | None, domain: int | None, reason: str,
+              server: str | None, as_json: bool) -> None:
+    if (cluster is None) == (provider is None) or (domain is not None and cluster is None):
+        raise _bad("name --cluster C (optionally with --domain D) or --provider P")
+    scope = "provider" if provider else ("domain" if domain is not None else "cluster")
+    body = {"scope": scope, "target": provider or cluster, "domain": domain, "failed": failed, "reason": reason}
+    res = Client(server).call("POST", "/v1/capacity", json_body=body)
+    if as_json:
+        emit_json(res)
+        return
+    what = f"{scope} {body['target']}" + (f" domain {domain}" if domain is not None else "")
+    if failed:
+        out.print(f"{what} marked failed; requeued jobs: {', '.join(map(str, res['requeued'])) or 'none'}")
+    else:
+        out.print(f"{what} back in service")
+
+
+@capacity_app.command("fail")
+def capacity_fail(cluster: Annotated[Optional[str], typer.Option(help="cluster")] = None,
+                  provider: Annotated[Optional[str], typer.Option(help="provider")] = None,
+                  domain: Annotated[Optional[int], typer.Option(help="NVLink domain index in the cluster")] = None,
+                  reason: Annotated[str, typer.Option(help="why (kept in the audit log)")] = "marked failed",
+                  server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """Mark capacity failed: work on it is requeued from its last checkpoint and placed elsewhere."""
+    _capacity(True, cluster, provider, domain, reason, server, as_json)
+
+
+@capacity_app.command("repair")
+def capacity_repair(cluster: Annotated[Optional[str], typer.Option(help="cluster")] = None,
+                    provider: Annotated[Optional[str], typer.Option(help="provider")] = None,
+                    domain: Annotated[Optional[int], typer.Option(help="NVLink domain index")] = None,
+                    server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """Put failed capacity back in service."""
+    _capacity(False, cluster, provider, domain, "repaired", server, as_json)
+
+
+def register(app: typer.Typer) -> None:
+    for f in (serve, submit, jobs, job, cancel, logs, events):
+        app.command()(f)
+    app.add_typer(token_app, name="token")
+    app.add_typer(portfolio_app, name="portfolio")
+    app.add_typer(team_app, name="team")
+    app.add_typer(capacity_app, name="capacity")
+
