@@ -29,7 +29,8 @@ def normalize(url: str) -> str:
 def connect(url: str) -> Engine:
     url = normalize(url)
     if url.startswith("sqlite"):
-        eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # hide_parameters: a failed statement's error must not carry job environments into the logs
+        eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
 
         @event.listens_for(eng, "connect")
         def _pragmas(dbapi_conn, _record):  # WAL: readers never block the writer; NORMAL is crash-safe in WAL
@@ -40,7 +41,7 @@ def connect(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
         return eng
-    return create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
+    return create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True, hide_parameters=True)
 
 
 def alembic_config(url: str):
