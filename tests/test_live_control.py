@@ -278,3 +278,15 @@ def test_a_stored_database_path_is_accepted(tmp_path):
     from gpufleet.store.db import normalize
     assert normalize(str(tmp_path / "x.db")) == f"sqlite:///{Path(tmp_path / 'x.db').resolve()}"
     assert normalize("postgresql://u:p@h/db").startswith("postgresql+psycopg://")
+
+
+def test_the_dashboard_is_served_and_lists_newest_first(live):
+    page = live.client.get("/")
+    assert page.status_code == 200 and "gpufleet" in page.text and "Authorization" in page.text
+    research = live.team("research")
+    ids = [live.submit(research, name=f"n{i}")["id"] for i in range(3)]
+    newest = live.client.get("/v1/jobs", params={"newest": True, "limit": 2}, headers=research).json()
+    assert [j["id"] for j in newest] == ids[:0:-1]
+    events = live.client.get("/v1/events", params={"newest": True, "limit": 1}, headers=research).json()
+    assert len(events) == 1 and events[0]["id"] == max(
+        e["id"] for e in live.client.get("/v1/events", headers=research).json())

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Callable, Literal
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -197,6 +197,13 @@ def create_app(settings: Settings) -> FastAPI:
         metrics.free.set(g["gpus_free"])
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    dashboard = (Path(__file__).with_name("dashboard.html")).read_text()
+
+    @app.get("/", include_in_schema=False, response_class=HTMLResponse)
+    def home() -> HTMLResponse:
+        """The dashboard: a static page that asks for a token and reads the API with it."""
+        return HTMLResponse(dashboard)
+
     @app.get("/v1/whoami", tags=["auth"])
     async def whoami(who: Who) -> dict[str, Any]:
         return {"name": who.name, "team": who.team, "admin": who.admin}
@@ -304,12 +311,14 @@ def create_app(settings: Settings) -> FastAPI:
     def list_jobs(who: Who, state: Annotated[str | None, Query(max_length=20)] = None,
                   team: Annotated[str | None, Query(max_length=200)] = None,
                   after: Annotated[int, Query(ge=0, le=2**62)] = 0,
-                  limit: Annotated[int, Query(ge=1, le=100_000)] = 1000) -> list[dict[str, Any]]:
+                  limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+                  newest: Annotated[bool, Query(description="newest first")] = False) -> list[dict[str, Any]]:
         q = _jobs_query(who, team).where(T.Job.id > after)
         if state:
             q = q.where(T.Job.state == state)
+        order = T.Job.id.desc() if newest else T.Job.id
         with Session(db) as s:
-            return [job_json(j) for j in s.scalars(q.order_by(T.Job.id).limit(limit))]
+            return [job_json(j) for j in s.scalars(q.order_by(order).limit(limit))]
 
     def _own_job(s: Session, who: Principal, job_id: int) -> T.Job:
         j = s.get(T.Job, job_id)
@@ -359,14 +368,16 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/v1/events", tags=["events"])
     def list_events(who: Who, job: Annotated[int | None, Query(ge=1, le=2**62)] = None,
                     after: Annotated[int, Query(ge=0, le=2**62)] = 0,
-                    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000) -> list[dict[str, Any]]:
+                    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+                    newest: Annotated[bool, Query(description="newest first")] = False) -> list[dict[str, Any]]:
         q = select(T.Event).where(T.Event.id > after)
         if not who.admin:
             q = q.where(T.Event.team == who.team)
         if job is not None:
             q = q.where(T.Event.job_id == job)
         with Session(db) as s:
-            return [event_json(e) for e in s.scalars(q.order_by(T.Event.id).limit(limit))]
+            order = T.Event.id.desc() if newest else T.Event.id
+            return [event_json(e) for e in s.scalars(q.order_by(order).limit(limit))]
 
     @app.get("/v1/capacity", tags=["capacity"])
     def list_capacity(who: Who) -> list[dict[str, Any]]:
