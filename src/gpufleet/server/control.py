@@ -162,7 +162,8 @@ class Control:
         self.pending: dict[int, Pending] = {}
         self.fresh: list[int] = []          # queued since the last pass: always tried
         self.active: dict[str, Active] = {}  # request id -> placement
-        self.to_start: list[str] = []        # request ids placed but not yet started
+        self.by_job: dict[int, set[str]] = {}  # job id -> its request ids in `active`
+        self.to_start: dict[str, None] = {}  # request ids placed but not yet started (in order)
         self.to_cancel: list[tuple[str, dict[str, Any]]] = []  # (backend, handle) to stop after commit
         self._victim_lost: dict[str, float] = {}  # GPU-hours lost by evicted requests, until recorded
         self.epoch = 0                       # moves whenever capacity may have freed up
@@ -523,8 +524,8 @@ class Control:
                                    "reason": None} for j in job_ids])
         s.execute(insert(T.Event), events)
         for r, pid in zip(rows, pids):
-            self.active[r["request_id"]] = Active(pid, r["job_id"], r["request_id"], r["backend"], None)
-            self.to_start.append(r["request_id"])
+            self._add_active(Active(pid, r["job_id"], r["request_id"], r["backend"], None))
+            self.to_start[r["request_id"]] = None
         self.metrics.placements.inc(len(job_ids))
 
     def _preempt(self, s: Session, victims: list[str], now: float, by: Pending) -> None:
@@ -556,18 +557,19 @@ class Control:
         """Free every engine allocation of the job, close its placement rows, stop its work (after commit)."""
         eng = self.engine
         lost = 0.0
-        for rid in [r for r, a in self.active.items() if a.job_id == job_id]:
-            act = self.active.pop(rid)
+        for rid in sorted(self.by_job.get(job_id, ())):
+            act = self._pop_active(rid)
             lost += self._victim_lost.pop(rid, 0.0)
+            if act is None:
+                continue
             if eng is not None:
-                alloc = eng.state.allocations.get(rid) or None
+                alloc = eng.state.allocations.get(rid)
                 if alloc is not None:
                     lost += alloc.lost_gpu_hours(now)
                     eng.release(rid)
             if stop and act.handle is not None:
                 self.to_cancel.append((act.backend, act.handle))
-            if rid in self.to_start:
-                self.to_start.remove(rid)
+            self.to_start.pop(rid, None)
             s.execute(update(T.Placement).where(T.Placement.id == act.placement_id)
                       .values(released_at=now, outcome=outcome))
         self.epoch += 1
@@ -584,7 +586,7 @@ class Control:
                 log.warning("could not stop work on backend %s: %s", name, e)
         if not self.to_start or self.engine is None:
             return
-        starts, self.to_start = self.to_start, []
+        starts, self.to_start = list(self.to_start), {}
         started: list[tuple[Active, dict]] = []
         refused: list[tuple[Active, str, bool]] = []
         specs = self._specs({self.active[r].job_id for r in starts if r in self.active})
@@ -704,11 +706,11 @@ class Control:
     def _placement_done(self, s: Session, act: Active, st: Status, now: float) -> None:
         s.execute(update(T.Placement).where(T.Placement.id == act.placement_id)
                   .values(released_at=now, outcome=st.state))
-        self.active.pop(act.request_id, None)
+        self._pop_active(act.request_id)
         if self.engine is not None:
             self.engine.release(act.request_id)
         self.epoch += 1
-        others = [a for a in self.active.values() if a.job_id == act.job_id]
+        others = self.by_job.get(act.job_id)
         if st.state == "failed":
             if others:  # one replica or rank failing fails the job: stop the rest
                 self._release_job(s, act.job_id, "stopped", now, stop=True)
@@ -783,6 +785,7 @@ class Control:
         self.pending.clear()
         self.fresh.clear()
         self.active.clear()
+        self.by_job.clear()
         self.to_start.clear()
         now = self.clock()
         with Session(self.db) as s, s.begin():
@@ -801,24 +804,38 @@ class Control:
                     if req is not None:
                         ok = self.engine.adopt(req, pl.cluster, tuple((int(d), int(n)) for d, n in pl.parts),
                                                pl.placed_at) is not None
-                self.active[pl.request_id] = Active(pl.id, job.id, pl.request_id, pl.backend, pl.handle)
+                self._add_active(Active(pl.id, job.id, pl.request_id, pl.backend, pl.handle))
                 if not ok:
                     misfits.append(pl.request_id)
                 elif pl.handle is None:
-                    self.to_start.append(pl.request_id)
+                    self.to_start[pl.request_id] = None
             if misfits:
                 self._requeue(s, misfits, now, "its placement no longer fits the portfolio after a restart", "server")
             for job in s.scalars(select(T.Job).where(T.Job.state == "queued")):
                 if job.id not in self.pending:
                     self._enqueue(job.id, job.team, JobSpec.model_validate(job.spec), job.submitted_at)
             for job in s.scalars(select(T.Job).where(T.Job.state.in_(ACTIVE))):
-                if not any(a.job_id == job.id for a in self.active.values()):
+                if job.id not in self.by_job:
                     self._requeue_job(s, job.id, now, "no placement was recorded for it", "server", "lost")
             if self.engine is not None:
                 self._schedule(s)
         self.epoch += 1
 
     # == helpers =============================================================================================
+    def _add_active(self, act: Active) -> None:
+        self.active[act.request_id] = act
+        self.by_job.setdefault(act.job_id, set()).add(act.request_id)
+
+    def _pop_active(self, request_id: str) -> Active | None:
+        act = self.active.pop(request_id, None)
+        if act is not None:
+            rids = self.by_job.get(act.job_id)
+            if rids is not None:
+                rids.discard(request_id)
+                if not rids:
+                    del self.by_job[act.job_id]
+        return act
+
     def _event(self, s: Session, actor: str, kind: str, job: T.Job | None, message: str,
                detail: dict | None = None, team: str | None = None) -> None:
         s.add(T.Event(at=self.clock(), actor=actor, kind=kind, team=job.team if job is not None else team,
