@@ -57,9 +57,9 @@ class JobSpec(Model):
     def _complete(self) -> "JobSpec":
         if not self.gpu_types:
             raise ValueError("name a GPU type: `gpus: TYPE:COUNT` or `any_of: [...]`")
-        if self.kind == "inference" and not self.replicas:
-            raise ValueError("an inference job needs `replicas` per region")
-        if self.kind == "training" and self.tp is not None and self.gpu_count % self.tp:
+        if self.kind == "inference" and not sum((self.replicas or {}).values()):
+            raise ValueError("an inference job needs `replicas` per region (at least one replica)")
+        if self.kind != "inference" and self.tp is not None and self.gpu_count % self.tp:
             raise ValueError(f"{self.gpu_count} GPUs are not a whole number of tensor-parallel groups of {self.tp}")
         return self
 

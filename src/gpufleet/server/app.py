@@ -18,12 +18,15 @@ from typing import Annotated, Any, Callable, Literal
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..backends.base import BackendError, BackendSet
+from ..model.base import MAX_GPUS
+from ..model.base import Name as ModelName
 from ..model.job import JobSpec
 from ..store import connect, upgrade
 from ..store import tables as T
@@ -61,17 +64,18 @@ class SubmitIn(_Body):
 
 class PortfolioIn(_Body):
     scenario: str = Field(min_length=1, max_length=20_000_000, description="the scenario file's YAML text")
-    source: str = Field("<api>", max_length=500, description="where the text came from (file name)")
+    source: str = Field("<api>", max_length=500, pattern=r"^[^\x00]*$",
+                        description="where the text came from (file name)")
 
 
 class TeamIn(_Body):
-    quota_gpus: int = Field(ge=0, le=100_000_000)
-    cohort: Name | None = None
-    borrowing_limit: int | None = Field(None, ge=0, le=100_000_000)
+    quota_gpus: int = Field(ge=0, le=MAX_GPUS)
+    cohort: ModelName | None = None
+    borrowing_limit: int | None = Field(None, ge=0, le=MAX_GPUS)
 
 
 class TokenIn(_Body):
-    team: Name | None = None
+    team: ModelName | None = None
     admin: bool = False
     name: Name = "token"
 
@@ -81,7 +85,7 @@ class CapacityIn(_Body):
     target: Name
     domain: int | None = Field(None, ge=0, le=10_000_000)
     failed: bool = True
-    reason: str = Field("", max_length=2000)
+    reason: str = Field("", max_length=2000, pattern=r"^[^\x00]*$")
 
 
 # -- rows to JSON ---------------------------------------------------------------------------------------
@@ -142,14 +146,17 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.control, app.state.tokens, app.state.metrics, app.state.db = control, tokens, metrics, db
 
     # -- errors: always {"error": message}, never a traceback --------------------------------------------
-    @app.exception_handler(HTTPException)
-    async def _http(_: Request, e: HTTPException):
+    @app.exception_handler(StarletteHTTPException)  # also FastAPI's subclass: routing, 404, 405, bad bodies
+    async def _http(_: Request, e: StarletteHTTPException):
         return JSONResponse({"error": e.detail}, status_code=e.status_code, headers=e.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError):
         problems = []
         for err in e.errors():
+            if err.get("type") == "json_invalid":
+                problems.append({"field": "body", "message": f"not valid JSON ({err.get('ctx', {}).get('error', '')})"})
+                continue
             where = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
             problems.append({"field": where, "message": err.get("msg", "invalid")})
         msg = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:10])
@@ -239,7 +246,7 @@ def create_app(settings: Settings) -> FastAPI:
                      "borrowing_limit": t.borrowing_limit, "used_gpus": used.get(t.name, 0)} for t in s.scalars(q)]
 
     @app.put("/v1/teams/{name}", tags=["teams"])
-    async def put_team(name: Name, body: TeamIn, who: Who) -> dict[str, Any]:
+    async def put_team(name: ModelName, body: TeamIn, who: Who) -> dict[str, Any]:
         admin_only(who)
         return await run(PutTeam(who.actor, name, body.quota_gpus, body.cohort, body.borrowing_limit))
 
@@ -280,7 +287,9 @@ def create_app(settings: Settings) -> FastAPI:
     # -- jobs ---------------------------------------------------------------------------------------------
     @app.post("/v1/jobs", tags=["jobs"], status_code=201)
     async def submit(body: SubmitIn, who: Who, response: Response,
-                     idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> dict[str, Any]:
+                     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200,
+                                                                   pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]*$")] = None
+                     ) -> dict[str, Any]:
         job = body.job
         key = body.key or idempotency_key
         if body.key and idempotency_key and body.key != idempotency_key:
@@ -292,6 +301,8 @@ def create_app(settings: Settings) -> FastAPI:
                 job = job.model_copy(update={"team": who.team})
         if not (job.command or "").strip():
             raise HTTPException(422, "job.command: the live control plane runs a command; give `command`")
+        if "\x00" in (job.command or "") or any("\x00" in v for v in job.env.values()):
+            raise HTTPException(422, "job: NUL characters are not allowed in command or env")
         out = await run(Submit(who.actor, job.team, job, key))
         if not out["created"]:
             response.status_code = 200
@@ -308,8 +319,8 @@ def create_app(settings: Settings) -> FastAPI:
         return q
 
     @app.get("/v1/jobs", tags=["jobs"])
-    def list_jobs(who: Who, state: Annotated[str | None, Query(max_length=20)] = None,
-                  team: Annotated[str | None, Query(max_length=200)] = None,
+    def list_jobs(who: Who, state: Annotated[str | None, Query(max_length=20, pattern=r"^[a-z]+$")] = None,
+                  team: Annotated[ModelName | None, Query()] = None,
                   after: Annotated[int, Query(ge=0, le=2**62)] = 0,
                   limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
                   newest: Annotated[bool, Query(description="newest first")] = False) -> list[dict[str, Any]]:

@@ -219,9 +219,9 @@ class Control:
                     self._launch()
             except Exception as e:  # the database or a backend failed in a way not handled below
                 log.exception("control loop turn failed; reloading state from the database")
-                for c in cmds:
+                for c in cmds:  # the details are in the log; the client learns only that it may retry
                     if not c.future.done():
-                        c.future.set_exception(Refused(f"the server could not record this: {e}", 503))
+                        c.future.set_exception(Refused("the server could not record this; try again", 503))
                 try:
                     self._recover()
                 except Exception:
@@ -278,7 +278,13 @@ class Control:
         new: list[Submit] = []
         batch_keys: dict[tuple[str, str], Submit] = {}
         duplicates: list[tuple[Submit, Any]] = []
+        refused: list[tuple[Command, Any, BaseException | None]] = []
         for c in cmds:
+            try:  # a job the engine cannot even express is refused alone, not with its whole batch
+                requests_for(0, c.spec, self.catalog)
+            except (ValueError, KeyError) as e:
+                refused.append((c, None, Refused(f"job: {e}", 422)))
+                continue
             if c.key and (c.team, c.key) in existing:
                 duplicates.append((c, existing[(c.team, c.key)]))
             elif c.key and (c.team, c.key) in batch_keys:
@@ -298,7 +304,7 @@ class Control:
                 {"at": now, "actor": c.actor, "kind": "submitted", "team": c.team, "job_id": jid,
                  "message": f"{c.spec.kind} job {c.spec.name!r} submitted ({_total_gpus(c.spec):,} GPUs)",
                  "detail": {"key": c.key} if c.key else None} for c, jid in zip(new, ids)])
-        out: list[tuple[Command, Any, BaseException | None]] = []
+        out: list[tuple[Command, Any, BaseException | None]] = refused
         for c, jid in zip(new, ids):
             self._enqueue(jid, c.team, c.spec, now)
             out.append((c, {"id": jid, "created": True}, None))
