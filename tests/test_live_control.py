@@ -290,3 +290,37 @@ def test_the_dashboard_is_served_and_lists_newest_first(live):
     events = live.client.get("/v1/events", params={"newest": True, "limit": 1}, headers=research).json()
     assert len(events) == 1 and events[0]["id"] == max(
         e["id"] for e in live.client.get("/v1/events", headers=research).json())
+
+
+def test_the_fast_submission_path_answers_exactly_as_the_route(db_url, tmp_path):
+    """`gpufleet serve` puts a fast path in front of POST /v1/jobs; every answer must match the route's."""
+    app, backends = make_app(db_url, tmp_path)
+    fast = app.state.fast_submit.wrap(app)
+    with TestClient(app) as plain:
+        live = Live(plain, backends)
+        research = live.team("research")
+        fast_client = TestClient(fast)
+        same = {"job": {"name": "a", "gpus": "H100:1", "command": "true"}, "key": "same"}
+        made = fast_client.post("/v1/jobs", json=same, headers=research)
+        again = plain.post("/v1/jobs", json=same, headers=research)
+        assert (made.status_code, again.status_code) == (201, 200) and made.json()["id"] == again.json()["id"]
+        cases = [
+            ({"job": {"name": "b", "gpus": "H100:x", "command": "true"}}, research),
+            ({"job": {"name": "c", "gpus": "H100:1", "command": "true", "team": "serving"}}, research),
+            ({"job": {"name": "d", "gpus": "H100:1"}}, research),
+            ({"job": {"name": "e", "gpus": "H100:1", "command": "true"}}, {"Authorization": "Bearer nope"}),
+            ({"job": {"name": "f", "gpus": "H100:1", "command": "true"}}, {}),
+            ({"job": {"name": "g", "gpus": "H100:1", "command": "true"}}, {**research, "Idempotency-Key": ""}),
+        ]
+        for body, headers in cases:
+            via_fast = fast_client.post("/v1/jobs", json=body, headers=headers)
+            via_route = plain.post("/v1/jobs", json=body, headers=headers)
+            assert via_fast.status_code == via_route.status_code >= 400, body
+            assert via_fast.json() == via_route.json()
+        first = fast_client.post("/v1/jobs", json=same, headers=research).json()
+        assert first["created"] is False and first["key"] == "same"
+        created = fast_client.post("/v1/jobs", json={"job": {"name": "h", "gpus": "H100:1", "command": "true"}},
+                                   headers=research)
+        assert created.status_code == 201 and created.json()["created"] is True
+        assert live.wait_state(created.json()["id"], "running")["team"] == "research"
+        assert fast_client.get("/health").status_code == 200  # other routes pass through

@@ -79,7 +79,8 @@ class Backend(Protocol):
         the server restarts."""
 
     def poll(self, handles: dict[int, dict[str, Any]]) -> dict[int, Status]:
-        """Statuses of started placements, keyed as given (placement id -> handle)."""
+        """Statuses of started placements, keyed as given (placement id -> handle). Work still running may
+        be left out of the answer: only changes matter, and tens of thousands may be running."""
 
     def cancel(self, handle: dict[str, Any]) -> None:
         """Stop the work (no error if it already ended)."""

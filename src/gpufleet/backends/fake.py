@@ -40,21 +40,22 @@ class FakeBackend:
         return {"id": hid, "cluster": launch.cluster}
 
     def poll(self, handles: dict[int, dict[str, Any]]) -> dict[int, Status]:
+        """Only what is no longer running (finished, failed, unknown)."""
         self._check()
         out: dict[int, Status] = {}
         now = self.clock()
+        running, outcome = self.running, self.outcome
         for pid, h in handles.items():
             hid = h["id"]
-            if hid in self.outcome:
-                out[pid] = self.outcome[hid]
+            st = outcome.get(hid)
+            if st is not None:
+                out[pid] = st
                 continue
-            rec = self.running.get(hid)
+            rec = running.get(hid)
             if rec is None:
                 out[pid] = Status("lost", message="unknown to the backend")
             elif self.run_s is not None and now - rec["at"] >= self.run_s:
-                out[pid] = self.outcome.setdefault(hid, Status("succeeded", 0))
-            else:
-                out[pid] = Status("running")
+                out[pid] = outcome.setdefault(hid, Status("succeeded", 0))
         return out
 
     def cancel(self, handle: dict[str, Any]) -> None:

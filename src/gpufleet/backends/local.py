@@ -155,7 +155,7 @@ class LocalBackend:
                 self._note_slots(h["id"], h)
             else:
                 self._free_slots(h["id"])
-            out[key] = st
+                out[key] = st
         return out
 
     def cancel(self, handle: dict[str, Any]) -> None:

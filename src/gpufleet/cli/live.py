@@ -61,7 +61,7 @@ def serve(
         raise _bad(f"--poll: expected 0.01..3600 seconds, found {poll}")
     try:
         settings = settings_from_env(db_url=db, data_dir=data_dir, backend=backend, scenario=scenario,
-                                     poll_s=poll, profile=profile)
+                                     poll_s=poll, profile=profile, tune_gc=True)
         app = create_app(settings)
     except BackendError as e:
         raise _bad(f"--backend: {e}") from None
@@ -71,7 +71,8 @@ def serve(
     logging.getLogger("alembic").setLevel(logging.WARNING)
     safe_db = _redact_url(settings.db_url)
     err.print(f"gpufleet serve: http://{host}:{port} (db {safe_db}, backend {backend}); API docs at /docs")
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", loop="auto", http="auto",
+    uvicorn.run(app.state.fast_submit.wrap(app), host=host, port=port, access_log=access_log, log_level="info",
+                loop="auto", http="auto", proxy_headers=False,
                 timeout_graceful_shutdown=10)
 
 

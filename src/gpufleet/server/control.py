@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sqlalchemy import Engine as DbEngine
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..backends.base import BackendError, BackendSet, BackendUnavailable, Launch, Status
@@ -60,6 +60,7 @@ class Submit(Command):
     team: str
     spec: JobSpec
     key: str | None = None
+    arrived: float | None = None  # when the request reached the server (the submission time recorded)
 
 
 @dataclass
@@ -102,6 +103,7 @@ class Pending:
     submitted_at: float
     spec: JobSpec
     requests: list[Request]
+    attempt: int = 0          # attempts so far (placements of this job)
     tried_epoch: int = -1     # capacity epoch of the last failed try; retried once the epoch moves
     reason: str | None = None
 
@@ -124,7 +126,20 @@ class Active:
     request_id: str
     backend: str
     handle: dict[str, Any] | None
+    spec: JobSpec | None = None
+    team: str = ""
+    attempt: int = 0
     launch: Launch | None = None
+
+
+JOBS, PLACEMENTS, EVENTS = T.Job.__table__, T.Placement.__table__, T.Event.__table__
+# Core executemany statements for the hot path (one round trip per batch, no ORM bookkeeping)
+_JOB_PLACED = (update(JOBS).where(JOBS.c.id == bindparam("_id"))
+               .values(state="placed", placed_at=bindparam("_at"), attempt=bindparam("_attempt"), reason=None))
+_JOB_REASON = update(JOBS).where(JOBS.c.id == bindparam("_id")).values(reason=bindparam("_reason"))
+_JOB_STARTED = (update(JOBS).where(JOBS.c.id == bindparam("_id"), JOBS.c.state == "placed")
+                .values(state="running", started_at=bindparam("_at")))
+_PLACEMENT_HANDLE = update(PLACEMENTS).where(PLACEMENTS.c.id == bindparam("_id")).values(handle=bindparam("_h"))
 
 
 def requests_for(job_id: int, spec: JobSpec, catalog: Catalog) -> list[Request]:
@@ -166,6 +181,11 @@ class Control:
         self.to_start: dict[str, None] = {}  # request ids placed but not yet started (in order)
         self.to_cancel: list[tuple[str, dict[str, Any]]] = []  # (backend, handle) to stop after commit
         self._victim_lost: dict[str, float] = {}  # GPU-hours lost by evicted requests, until recorded
+        self._handles: dict[str, dict[int, dict[str, Any]]] = {}  # backend -> placement id -> handle (started)
+        self._started: list[tuple[Active, float]] = []  # started since the last commit: written next turn
+        self._refused: list[tuple[Active, str, bool]] = []  # starts a backend refused: handled next turn
+        self._next_job_id = 1        # this loop is the only writer of jobs and placements: it numbers them
+        self._next_placement_id = 1
         self.epoch = 0                       # moves whenever capacity may have freed up
         self._full_pass_epoch = -1
         self._backend_failures: dict[str, int] = {}
@@ -206,11 +226,11 @@ class Control:
     def _run(self) -> None:
         next_poll = 0.0
         while not self._stopping.is_set():
-            busy = self.to_start or self.to_cancel
+            busy = self.to_start or self.to_cancel or self._started or self._refused
             wait = 0.0 if busy else max(0.0, next_poll - time.monotonic())
             cmds = self._drain(wait)
             try:
-                if cmds:
+                if cmds or self._started or self._refused:
                     self._turn(cmds)
                 if time.monotonic() >= next_poll:
                     self._poll()
@@ -247,6 +267,7 @@ class Control:
         """Apply a batch of commands and schedule, in one transaction; answer only after it commits."""
         results: list[tuple[Command, Any, BaseException | None]] = []
         with Session(self.db, expire_on_commit=False) as s, s.begin():
+            self._flush_started(s)
             submits = [c for c in cmds if isinstance(c, Submit)]
             if submits:
                 results += self._submit(s, submits)
@@ -268,52 +289,57 @@ class Control:
     # == commands ============================================================================================
     def _submit(self, s: Session, cmds: list[Submit]) -> list[tuple[Command, Any, BaseException | None]]:
         now = self.clock()
-        keyed = [(c.team, c.key) for c in cmds if c.key]
-        existing: dict[tuple[str, str], int] = {}
-        if keyed:
-            keys = sorted({k for _, k in keyed})
-            for i in range(0, len(keys), 500):
-                rows = s.execute(select(T.Job.id, T.Job.team, T.Job.key).where(T.Job.key.in_(keys[i:i + 500])))
-                existing.update({(t, k): jid for jid, t, k in rows})
-        new: list[Submit] = []
-        batch_keys: dict[tuple[str, str], Submit] = {}
-        duplicates: list[tuple[Submit, Any]] = []
-        refused: list[tuple[Command, Any, BaseException | None]] = []
+        by_team: dict[str, set[str]] = {}
         for c in cmds:
-            try:  # a job the engine cannot even express is refused alone, not with its whole batch
-                requests_for(0, c.spec, self.catalog)
-            except (ValueError, KeyError) as e:
-                refused.append((c, None, Refused(f"job: {e}", 422)))
+            if c.key:
+                by_team.setdefault(c.team, set()).add(c.key)
+        existing: dict[tuple[str, str], int] = {}
+        for team, team_keys in by_team.items():  # (team, key) is the unique index: look up through it
+            keys = sorted(team_keys)
+            for i in range(0, len(keys), 500):
+                rows = s.execute(select(JOBS.c.id, JOBS.c.key).where(JOBS.c.team == team,
+                                                                       JOBS.c.key.in_(keys[i:i + 500])))
+                existing.update({(team, k): jid for jid, k in rows})
+        out: list[tuple[Command, Any, BaseException | None]] = []
+        batch_keys: dict[tuple[str, str], int] = {}
+        rows: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        created = duplicates = 0
+        for c in cmds:
+            ref = (c.team, c.key) if c.key else None
+            known = existing.get(ref) or batch_keys.get(ref) if ref else None
+            if known is not None:
+                out.append((c, {"id": known, "created": False}, None))
+                duplicates += 1
                 continue
-            if c.key and (c.team, c.key) in existing:
-                duplicates.append((c, existing[(c.team, c.key)]))
-            elif c.key and (c.team, c.key) in batch_keys:
-                duplicates.append((c, batch_keys[(c.team, c.key)]))
-            else:
-                if c.key:
-                    batch_keys[(c.team, c.key)] = c
-                new.append(c)
-        rows = [{"team": c.team, "key": c.key, "name": c.spec.name, "kind": c.spec.kind, "gpus": _total_gpus(c.spec),
-                 "priority": _priority(c.spec), "spec": c.spec.model_dump(mode="json", exclude_defaults=True),
-                 "state": "queued", "submitted_at": now, "attempt": 0, "lost_gpu_hours": 0.0,
-                 "cancel_requested": False} for c in new]
-        ids: list[int] = []
-        if rows:
-            ids = list(s.scalars(insert(T.Job).returning(T.Job.id, sort_by_parameter_order=True), rows))
-            s.execute(insert(T.Event), [
-                {"at": now, "actor": c.actor, "kind": "submitted", "team": c.team, "job_id": jid,
-                 "message": f"{c.spec.kind} job {c.spec.name!r} submitted ({_total_gpus(c.spec):,} GPUs)",
-                 "detail": {"key": c.key} if c.key else None} for c, jid in zip(new, ids)])
-        out: list[tuple[Command, Any, BaseException | None]] = refused
-        for c, jid in zip(new, ids):
-            self._enqueue(jid, c.team, c.spec, now)
+            jid = self._next_job_id
+            try:  # a job the engine cannot even express is refused alone, not with its whole batch
+                reqs = requests_for(jid, c.spec, self.catalog)
+            except (ValueError, KeyError) as e:
+                out.append((c, None, Refused(f"job: {e}", 422)))
+                continue
+            self._next_job_id += 1
+            if ref:
+                batch_keys[ref] = jid
+            at = c.arrived if c.arrived is not None else now
+            spec, gpus = c.spec, _total_gpus(c.spec)
+            rows.append({"id": jid, "team": c.team, "key": c.key, "name": spec.name, "kind": spec.kind, "gpus": gpus,
+                         "priority": _priority(spec), "spec": spec.model_dump(mode="json", exclude_defaults=True),
+                         "state": "queued", "reason": None, "submitted_at": at, "placed_at": None,
+                         "started_at": None, "finished_at": None, "attempt": 0, "exit_code": None,
+                         "lost_gpu_hours": 0.0, "cancel_requested": False})
+            events.append({"at": now, "actor": c.actor, "kind": "submitted", "team": c.team, "job_id": jid,
+                           "message": f"{spec.kind} job {spec.name!r} submitted ({gpus:,} GPUs)",
+                           "detail": {"key": c.key} if c.key else None})
+            self.pending[jid] = Pending(jid, c.team, _priority(spec), at, spec, reqs)
+            self.fresh.append(jid)
             out.append((c, {"id": jid, "created": True}, None))
-        by_cmd = {id(c): jid for c, jid in zip(new, ids)}
-        for c, ref in duplicates:
-            jid = ref if isinstance(ref, int) else by_cmd[id(ref)]
-            out.append((c, {"id": jid, "created": False}, None))
-        self.metrics.submissions.inc(len(new))
-        self.metrics.duplicates.inc(len(duplicates))
+            created += 1
+        if rows:
+            s.execute(insert(JOBS), rows)
+            s.execute(insert(EVENTS), events)
+        self.metrics.submissions.inc(created)
+        self.metrics.duplicates.inc(duplicates)
         return out
 
     def _apply(self, s: Session, c: Command) -> Any:
@@ -434,9 +460,9 @@ class Control:
         return self.engine
 
     # == scheduling ==========================================================================================
-    def _enqueue(self, job_id: int, team: str, spec: JobSpec, submitted_at: float) -> None:
+    def _enqueue(self, job_id: int, team: str, spec: JobSpec, submitted_at: float, attempt: int) -> None:
         self.pending[job_id] = Pending(job_id, team, _priority(spec), submitted_at, spec,
-                                       requests_for(job_id, spec, self.catalog))
+                                       requests_for(job_id, spec, self.catalog), attempt)
         self.fresh.append(job_id)
 
     def _schedule(self, s: Session) -> None:
@@ -472,10 +498,10 @@ class Control:
                     continue
                 blocked[p.blocker] = why = why or "waiting for capacity"
             if p.reason != why:
-                changed.append({"id": p.id, "reason": why})
+                changed.append({"_id": p.id, "_reason": why})
             p.tried_epoch, p.reason = self.epoch, why
         if changed:  # why each job waits, written only when it changes
-            s.execute(update(T.Job), changed)
+            s.execute(_JOB_REASON, changed)
         if placed:
             self._record_placements(s, placed, now)
 
@@ -505,15 +531,21 @@ class Control:
     def _record_placements(self, s: Session, placed: list, now: float) -> None:
         eng = self.engine
         assert eng is not None
-        rows, events, job_ids = [], [], []
+        rows, events, jobs = [], [], []
         for p, allocs in placed:
-            job_ids.append(p.id)
+            p.attempt += 1
+            jobs.append({"_id": p.id, "_at": now, "_attempt": p.attempt})
             for a, cost in allocs:
                 cs = eng.state.by_name[a.cluster]
-                rows.append({"job_id": p.id, "attempt": 0, "request_id": a.request.id, "cluster": a.cluster,
-                             "provider": a.provider, "parts": [list(x) for x in a.parts],
-                             "backend": cs.spec.backend or self.backends.default, "cost_per_gpu_hour": cost,
-                             "placed_at": now})
+                pid = self._next_placement_id
+                self._next_placement_id += 1
+                backend = cs.spec.backend or self.backends.default
+                rows.append({"id": pid, "job_id": p.id, "attempt": p.attempt, "request_id": a.request.id,
+                             "cluster": a.cluster, "provider": a.provider, "parts": [list(x) for x in a.parts],
+                             "backend": backend, "handle": None, "cost_per_gpu_hour": cost, "placed_at": now,
+                             "released_at": None, "outcome": None})
+                self._add_active(Active(pid, p.id, a.request.id, backend, None, p.spec, p.team, p.attempt))
+                self.to_start[a.request.id] = None
             where = sorted({a.cluster for a, _ in allocs})
             events.append({"at": now, "actor": "scheduler", "kind": "placed", "team": p.team, "job_id": p.id,
                            "message": f"placed on {', '.join(where)} ({sum(a.gpus for a, _ in allocs):,} GPUs)",
@@ -521,18 +553,10 @@ class Control:
                                                       "provider": a.provider, "parts": [list(x) for x in a.parts],
                                                       "cost_per_gpu_hour": c} for a, c in allocs]}})
             self.metrics.submit_to_place.observe(max(0.0, now - p.submitted_at))
-        # one attempt number per job: the count of attempts so far, bumped here
-        attempts = dict(s.execute(select(T.Job.id, T.Job.attempt).where(T.Job.id.in_(job_ids))).all())
-        for r in rows:
-            r["attempt"] = attempts[r["job_id"]] + 1
-        pids = list(s.scalars(insert(T.Placement).returning(T.Placement.id, sort_by_parameter_order=True), rows))
-        s.execute(update(T.Job), [{"id": j, "state": "placed", "placed_at": now, "attempt": attempts[j] + 1,
-                                   "reason": None} for j in job_ids])
-        s.execute(insert(T.Event), events)
-        for r, pid in zip(rows, pids):
-            self._add_active(Active(pid, r["job_id"], r["request_id"], r["backend"], None))
-            self.to_start[r["request_id"]] = None
-        self.metrics.placements.inc(len(job_ids))
+        s.execute(insert(PLACEMENTS), rows)
+        s.execute(_JOB_PLACED, jobs)
+        s.execute(insert(EVENTS), events)
+        self.metrics.placements.inc(len(jobs))
 
     def _preempt(self, s: Session, victims: list[str], now: float, by: Pending) -> None:
         """The engine already released the victims' allocations; requeue their jobs (whole jobs)."""
@@ -555,7 +579,7 @@ class Control:
         job.lost_gpu_hours = (job.lost_gpu_hours or 0.0) + lost
         self._event(s, actor, "requeued", job, f"requeued: {why}; {lost:,.2f} GPU-hours since the last checkpoint "
                                                "lost", detail={"lost_gpu_hours": lost, "outcome": outcome})
-        self._enqueue(job.id, job.team, JobSpec.model_validate(job.spec), job.submitted_at)
+        self._enqueue(job.id, job.team, JobSpec.model_validate(job.spec), job.submitted_at, job.attempt)
         self.metrics.requeues.inc()
         self.epoch += 1
 
@@ -583,7 +607,8 @@ class Control:
 
     # == backends ============================================================================================
     def _launch(self) -> None:
-        """Start placed work and stop cancelled work; record handles (outside the scheduling transaction)."""
+        """Start placed work and stop cancelled work, outside any transaction; what happened is written by the
+        next turn's transaction (`_flush_started`)."""
         cancels, self.to_cancel = self.to_cancel, []
         for name, handle in cancels:
             try:
@@ -593,62 +618,54 @@ class Control:
         if not self.to_start or self.engine is None:
             return
         starts, self.to_start = list(self.to_start), {}
-        started: list[tuple[Active, dict]] = []
-        refused: list[tuple[Active, str, bool]] = []
-        specs = self._specs({self.active[r].job_id for r in starts if r in self.active})
         for rid in starts:
             act = self.active.get(rid)
-            if act is None or act.handle is not None:
+            if act is None or act.handle is not None or act.spec is None:
                 continue
-            spec, team, attempt = specs[act.job_id]
-            launch = self._launch_for(act, spec, team, attempt)
+            launch = self._launch_for(act)
             try:
                 handle = self.backends.for_cluster(act.backend).start(launch)
             except BackendUnavailable as e:
-                refused.append((act, str(e), True))
+                self._refused.append((act, str(e), True))
                 continue
             except BackendError as e:
-                refused.append((act, str(e), False))
+                self._refused.append((act, str(e), False))
                 continue
             act.handle, act.launch = handle, launch
-            started.append((act, handle))
-        if not started and not refused:
-            return
-        now = self.clock()
-        with Session(self.db) as s, s.begin():
-            if started:
-                s.execute(update(T.Placement), [{"id": a.placement_id, "handle": h} for a, h in started])
-                jobs = sorted({a.job_id for a, _ in started})
-                s.execute(update(T.Job).where(T.Job.id.in_(jobs), T.Job.state == "placed")
-                          .values(state="running", started_at=now))
-                s.execute(insert(T.Event), [{"at": now, "actor": "scheduler", "kind": "started",
-                                             "team": specs[a.job_id][1], "job_id": a.job_id,
-                                             "message": f"started on {a.backend} ({a.launch.cluster if a.launch else ''})",
-                                             "detail": {"request": a.request_id}} for a, _ in started])
-            for act, why, unavailable in refused:
-                if unavailable:
-                    self._backend_lost(s, act.backend, why, now)
-                else:
-                    self._finish(s, act.job_id, "failed", None, now, f"the backend refused it: {why}")
-            self._schedule(s)
+            self._handles.setdefault(act.backend, {})[act.placement_id] = handle
+            self._started.append((act, self.clock()))
 
-    def _launch_for(self, act: Active, spec: JobSpec, team: str, attempt: int) -> Launch:
+    def _flush_started(self, s: Session) -> None:
+        """Write what `_launch` did: handles, running states, start events; act on refused starts."""
+        started, self._started = self._started, []
+        if started:
+            s.execute(_PLACEMENT_HANDLE, [{"_id": a.placement_id, "_h": a.handle} for a, _ in started])
+            s.execute(_JOB_STARTED, [{"_id": a.job_id, "_at": at} for a, at in started])
+            s.execute(insert(EVENTS), [{"at": at, "actor": "scheduler", "kind": "started", "team": a.team,
+                                        "job_id": a.job_id, "message": f"started on {a.backend} ({a.launch.cluster})"
+                                        if a.launch else f"started on {a.backend}", "detail": {"request": a.request_id}}
+                                       for a, at in started])
+        refused, self._refused = self._refused, []
+        now = self.clock()
+        for act, why, unavailable in refused:
+            if act.request_id not in self.active:
+                continue
+            if unavailable:
+                self._backend_lost(s, act.backend, why, now)
+            else:
+                self._finish(s, act.job_id, "failed", None, now, f"the backend refused it: {why}")
+
+    def _launch_for(self, act: Active) -> Launch:
         eng = self.engine
-        assert eng is not None
+        assert eng is not None and act.spec is not None
+        spec = act.spec
         alloc = eng.state.allocations[act.request_id]
         cs = eng.state.by_name[alloc.cluster]
         ckpt = self.data_dir / "checkpoints" / str(act.job_id)
-        return Launch(job_id=act.job_id, attempt=attempt, request_id=act.request_id, name=spec.name, team=team,
-                      command=spec.command or "", env=dict(spec.env), cluster=alloc.cluster,
+        return Launch(job_id=act.job_id, attempt=act.attempt, request_id=act.request_id, name=spec.name,
+                      team=act.team, command=spec.command or "", env=dict(spec.env), cluster=alloc.cluster,
                       provider=alloc.provider, gpu_type=cs.spec.gpu.name, parts=alloc.parts,
                       group=alloc.request.group, domain_size=cs.spec.domain_size, checkpoint_dir=str(ckpt))
-
-    def _specs(self, job_ids: set[int]) -> dict[int, tuple[JobSpec, str, int]]:
-        if not job_ids:
-            return {}
-        with Session(self.db) as s:
-            rows = s.execute(select(T.Job.id, T.Job.spec, T.Job.team, T.Job.attempt).where(T.Job.id.in_(job_ids)))
-            return {jid: (JobSpec.model_validate(spec), team, attempt) for jid, spec, team, attempt in rows}
 
     def _poll(self) -> None:
         """Ask each backend how its work is doing and what capacity it lost; act on the answers."""
@@ -656,12 +673,7 @@ class Control:
             return
         now = self.clock()
         self.engine.set_time(now)
-        by_backend: dict[str, dict[int, dict]] = {}
-        owner: dict[int, Active] = {}
-        for act in self.active.values():
-            if act.handle is not None:
-                by_backend.setdefault(act.backend, {})[act.placement_id] = act.handle
-                owner[act.placement_id] = act
+        by_backend = self._handles
         statuses: dict[int, Status] = {}
         losses = []
         unreachable: list[tuple[str, str]] = []
@@ -686,7 +698,9 @@ class Control:
         changed = {pid: st for pid, st in statuses.items() if st.state != "running"}
         if not changed and not losses and not unreachable and self._full_pass_epoch == self.epoch:
             return
+        owner = {a.placement_id: a for a in self.active.values() if a.placement_id in changed}
         with Session(self.db) as s, s.begin():
+            self._flush_started(s)
             for name, why in unreachable:
                 if why:
                     self._backend_lost(s, name, why, now)
@@ -699,8 +713,8 @@ class Control:
                 self._mark_capacity(s, MarkCapacity(f"backend:{name}", scope, loss.cluster, loss.domain,
                                                     reason=loss.reason or "reported by the backend"))
             for pid, st in changed.items():
-                act = owner[pid]
-                if act.request_id not in self.active:
+                act = owner.get(pid)
+                if act is None or act.request_id not in self.active:
                     continue
                 if st.state == "lost":
                     self._requeue(s, [act.request_id], now, f"its work on {act.backend} vanished: {st.message}",
@@ -792,9 +806,14 @@ class Control:
         self.fresh.clear()
         self.active.clear()
         self.by_job.clear()
+        self._handles.clear()
+        self._started.clear()
+        self._refused.clear()
         self.to_start.clear()
         now = self.clock()
         with Session(self.db) as s, s.begin():
+            self._next_job_id = (s.scalar(select(func.max(JOBS.c.id))) or 0) + 1
+            self._next_placement_id = (s.scalar(select(func.max(PLACEMENTS.c.id))) or 0) + 1
             latest = s.scalars(select(T.PortfolioVersion).order_by(T.PortfolioVersion.id.desc())).first()
             if latest is not None:
                 portfolio = parse_scenario(latest.text, f"portfolio version {latest.id}", self.catalog)
@@ -804,13 +823,14 @@ class Control:
             misfits: list[str] = []
             for pl, job in rows:
                 ok = False
+                spec = JobSpec.model_validate(job.spec)
                 if self.engine is not None and job.state in ACTIVE:
-                    spec = JobSpec.model_validate(job.spec)
                     req = next((r for r in requests_for(job.id, spec, self.catalog) if r.id == pl.request_id), None)
                     if req is not None:
                         ok = self.engine.adopt(req, pl.cluster, tuple((int(d), int(n)) for d, n in pl.parts),
                                                pl.placed_at) is not None
-                self._add_active(Active(pl.id, job.id, pl.request_id, pl.backend, pl.handle))
+                self._add_active(Active(pl.id, job.id, pl.request_id, pl.backend, pl.handle, spec, job.team,
+                                        pl.attempt))
                 if not ok:
                     misfits.append(pl.request_id)
                 elif pl.handle is None:
@@ -819,7 +839,7 @@ class Control:
                 self._requeue(s, misfits, now, "its placement no longer fits the portfolio after a restart", "server")
             for job in s.scalars(select(T.Job).where(T.Job.state == "queued")):
                 if job.id not in self.pending:
-                    self._enqueue(job.id, job.team, JobSpec.model_validate(job.spec), job.submitted_at)
+                    self._enqueue(job.id, job.team, JobSpec.model_validate(job.spec), job.submitted_at, job.attempt)
             for job in s.scalars(select(T.Job).where(T.Job.state.in_(ACTIVE))):
                 if job.id not in self.by_job:
                     self._requeue_job(s, job.id, now, "no placement was recorded for it", "server", "lost")
@@ -830,11 +850,14 @@ class Control:
     # == helpers =============================================================================================
     def _add_active(self, act: Active) -> None:
         self.active[act.request_id] = act
+        if act.handle is not None:
+            self._handles.setdefault(act.backend, {})[act.placement_id] = act.handle
         self.by_job.setdefault(act.job_id, set()).add(act.request_id)
 
     def _pop_active(self, request_id: str) -> Active | None:
         act = self.active.pop(request_id, None)
         if act is not None:
+            self._handles.get(act.backend, {}).pop(act.placement_id, None)
             rids = self.by_job.get(act.job_id)
             if rids is not None:
                 rids.discard(request_id)
