@@ -155,11 +155,12 @@ def gpufleet_exe() -> str:
     return str(here) if here.exists() else (shutil.which("gpufleet") or "gpufleet")
 
 
-def start_server(args, tmp: Path, scenario: Path, admin: str) -> tuple[subprocess.Popen, str, str]:
+def start_server(args, tmp: Path, scenario: Path, admin: str, extra: tuple[str, ...] = ()
+                 ) -> tuple[subprocess.Popen, str, str]:
     port = free_port()
     db = args.db or f"sqlite:///{tmp / 'gpufleet.db'}"
     cmd = [gpufleet_exe(), "serve", "--db", db, "--host", "127.0.0.1", "--port", str(port), "--backend", "fake",
-           "--scenario", str(scenario), "--data-dir", str(tmp / "data"), "--poll", str(args.poll)]
+           "--scenario", str(scenario), "--data-dir", str(tmp / "data"), "--poll", str(args.poll), *extra]
     env = dict(os.environ, GPUFLEET_ADMIN_TOKEN=admin)
     env.pop("GPUFLEET_DB", None)
     with open(tmp / "server.log", "wb") as logf:  # the server keeps its own copy of the descriptor
@@ -314,45 +315,17 @@ def phase(args, port: int, token: str, db_url: str, rep: int, server_pid: int) -
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--jobs", type=int, default=20_000, help="submissions per measured phase")
-    ap.add_argument("--repeat", type=int, default=3, help="measured phases on the same server (medians reported)")
-    ap.add_argument("--queued", type=int, default=10_000, help="jobs left queued before measuring")
-    ap.add_argument("--queued-kind", choices=("capacity", "quota", "gang"), default="capacity",
-                    help="why the backlog waits (see the module docstring)")
-    ap.add_argument("--concurrency", type=int, default=64, help="keep-alive connections")
-    ap.add_argument("--rate", type=float, default=None, help="pace submissions at this many per second "
-                    "(default: closed loop, as fast as answered)")
-    ap.add_argument("--duration", type=float, default=None, help="stop a phase after this many seconds")
-    ap.add_argument("--poll", type=float, default=1.0, help="the server's --poll (seconds between backend polls)")
-    ap.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file in a temp dir); "
-                    "a PostgreSQL database given here must be empty")
-    ap.add_argument("--nvl72-clusters", type=int, default=10)
-    ap.add_argument("--nvl72-racks", type=int, default=500)
-    ap.add_argument("--hgx-clusters", type=int, default=12)
-    ap.add_argument("--hgx-nodes", type=int, default=1500)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--keep", action="store_true", help="keep the temp dir (db, scenario, server log)")
-    ap.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    args = ap.parse_args()
+HEADLINE = ("submissions_per_s", "http_p50_ms", "http_p99_ms", "e2e_place_p50_ms", "e2e_place_p99_ms",
+            "db_place_p50_ms", "db_place_p99_ms", "server_cpu_share", "server_cpu_ms_per_submission")
 
-    tmp = Path(tempfile.mkdtemp(prefix="gpufleet-load-"))
+
+def measure(args, tmp: Path, scen: Path, gpus: int, n_clusters: int, extra: tuple[str, ...], t_start: float,
+            label: str = "") -> dict:
+    """Start a server, queue the backlog, run the measured phases, stop it; the summary of medians."""
     proc = None
-    t_start = time.perf_counter()
     try:
-        text, gpus = scenario_yaml(args.nvl72_clusters, args.nvl72_racks, args.hgx_clusters, args.hgx_nodes)
-        scen = tmp / "scenario.yaml"
-        scen.write_text(text)
-        v = subprocess.run([gpufleet_exe(), "validate", str(scen)], check=False, capture_output=True,
-                           text=True)
-        if v.returncode != 0:
-            raise SystemExit(f"gpufleet validate failed ({v.returncode}):\n{v.stdout}{v.stderr}")
-        n_clusters = args.nvl72_clusters + args.hgx_clusters + 1
-        log(f"scenario: {gpus:,} GPUs in {n_clusters} clusters, valid ({scen})")
-
         admin = "gpf_bench_" + secrets.token_urlsafe(24)
-        proc, base, db_url = start_server(args, tmp, scen, admin)
+        proc, base, db_url = start_server(args, tmp, scen, admin, extra)
         port = int(base.rsplit(":", 1)[1])
         team_tok = {t: http("POST", base + "/v1/tokens", admin, {"team": t, "name": f"load-{t}"})["token"]
                     for t in ("research", "backlog", "pretrain", "overquota")}
@@ -381,7 +354,7 @@ def main() -> None:
         for rep in range(1, args.repeat + 1):
             p = phase(args, port, team_tok["research"], db_url, rep, proc.pid)
             phases.append(p)
-            log(f"phase {rep}: {p['acknowledged']:,}/{p['submitted']:,} ok in {p['wall_s']} s = "
+            log(f"{label}phase {rep}: {p['acknowledged']:,}/{p['submitted']:,} ok in {p['wall_s']} s = "
                 f"{p['submissions_per_s']}/s; http p50/p99 {p['http_p50_ms']}/{p['http_p99_ms']} ms; "
                 f"submit->place p50/p99 e2e {p['e2e_place_p50_ms']}/{p['e2e_place_p99_ms']} ms, in the server "
                 f"{p['db_place_p50_ms']}/{p['db_place_p99_ms']} ms; still queued {p['still_queued']}; CPU server {p['server_cpu_share']} "
@@ -395,8 +368,7 @@ def main() -> None:
             xs = [p[k] for p in phases if p.get(k) is not None]
             return round(statistics.median(xs), 2) if xs else None
 
-        headline = ("submissions_per_s", "http_p50_ms", "http_p99_ms", "e2e_place_p50_ms", "e2e_place_p99_ms",
-                    "db_place_p50_ms", "db_place_p99_ms", "server_cpu_share", "server_cpu_ms_per_submission")
+        headline = HEADLINE
         summary = {
             "bench": "server_load", "when": time.strftime("%Y-%m-%d %H:%M:%S"),
             "fleet_gpus": gpus, "clusters": n_clusters, "db": "sqlite" if db_url.startswith("sqlite") else "postgresql",
@@ -411,21 +383,78 @@ def main() -> None:
             "met": None, "loadavg": loadavg(), "cpus": os.cpu_count(), "phases": phases,
             "total_s": round(time.perf_counter() - t_start, 1),
         }
+        return summary
+    finally:
+        if proc is not None:
+            stop_server(proc)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=20_000, help="submissions per measured phase")
+    ap.add_argument("--repeat", type=int, default=3, help="measured phases on the same server (medians reported)")
+    ap.add_argument("--queued", type=int, default=10_000, help="jobs left queued before measuring")
+    ap.add_argument("--queued-kind", choices=("capacity", "quota", "gang"), default="capacity",
+                    help="why the backlog waits (see the module docstring)")
+    ap.add_argument("--concurrency", type=int, default=64, help="keep-alive connections")
+    ap.add_argument("--rate", type=float, default=None, help="pace submissions at this many per second "
+                    "(default: closed loop, as fast as answered)")
+    ap.add_argument("--duration", type=float, default=None, help="stop a phase after this many seconds")
+    ap.add_argument("--poll", type=float, default=1.0, help="the server's --poll (seconds between backend polls)")
+    ap.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file in a temp dir); "
+                    "a PostgreSQL database given here must be empty")
+    ap.add_argument("--nvl72-clusters", type=int, default=10)
+    ap.add_argument("--nvl72-racks", type=int, default=500)
+    ap.add_argument("--hgx-clusters", type=int, default=12)
+    ap.add_argument("--hgx-nodes", type=int, default=1500)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--baseline", action="store_true", help="also measure a server without the submission fast "
+                    "path (gpufleet serve --no-fast-path) in the same run, and report the ratios")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (db, scenario, server log)")
+    ap.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="gpufleet-load-"))
+    t_start = time.perf_counter()
+    try:
+        text, gpus = scenario_yaml(args.nvl72_clusters, args.nvl72_racks, args.hgx_clusters, args.hgx_nodes)
+        scen = tmp / "scenario.yaml"
+        scen.write_text(text)
+        v = subprocess.run([gpufleet_exe(), "validate", str(scen)], check=False, capture_output=True,
+                           text=True)
+        if v.returncode != 0:
+            raise SystemExit(f"gpufleet validate failed ({v.returncode}):\n{v.stdout}{v.stderr}")
+        n_clusters = args.nvl72_clusters + args.hgx_clusters + 1
+        log(f"scenario: {gpus:,} GPUs in {n_clusters} clusters, valid ({scen})")
+
+        summary = measure(args, tmp, scen, gpus, n_clusters, (), t_start)
+        if args.baseline:
+            # the same load on a fresh server without the submission fast path: the ratio is this run's own
+            btmp = tmp / "baseline"
+            btmp.mkdir()
+            base_summary = measure(args, btmp, scen, gpus, n_clusters, ("--no-fast-path",), t_start, label="baseline ")
+            summary["baseline_no_fast_path"] = {k: base_summary[k] for k in HEADLINE + ("errors",)}
+            summary["ratio_vs_baseline"] = {
+                "submissions_per_s": round(summary["submissions_per_s"] / base_summary["submissions_per_s"], 2),
+                "server_cpu_ms_per_submission": round(base_summary["server_cpu_ms_per_submission"]
+                                                      / summary["server_cpu_ms_per_submission"], 2)}
         sp, p99 = summary["submissions_per_s"], summary["e2e_place_p99_ms"]
         summary["met"] = {"submissions_per_s": sp is not None and sp >= 2000,
                           "e2e_place_p99_ms": p99 is not None and p99 <= 50}
         if args.json:
             print(json.dumps(summary))
         else:
-            print(f"server load: {gpus:,} GPUs / {n_clusters} clusters, {len(queued):,} queued ({args.queued_kind}), "
+            print(f"server load: {gpus:,} GPUs / {n_clusters} clusters, {summary['queued_before']:,} queued "
+                  f"({args.queued_kind}), "
                   f"{args.repeat} x {args.jobs:,} submissions, {args.concurrency} connections, "
                   f"{'closed loop' if not args.rate else f'paced at {args.rate:g}/s'}; medians over the phases:")
-            for k in headline + ("errors", "still_queued", "queued_at_end"):
+            for k in HEADLINE + ("errors", "still_queued", "queued_at_end"):
                 print(f"  {k:<30} {summary[k]}")
+            if args.baseline:
+                print(f"  baseline (--no-fast-path): {summary['baseline_no_fast_path']}")
+                print(f"  ratio vs baseline: {summary['ratio_vs_baseline']}")
             print(f"  targets met: {summary['met']}; load average {summary['loadavg']}; {summary['total_s']} s")
     finally:
-        if proc is not None:
-            stop_server(proc)
         if args.keep:
             log(f"kept {tmp}")
         else:

@@ -94,7 +94,8 @@ def test_sigkill_under_load_loses_nothing_acknowledged(db_url, tmp_path):
         wait_for(all_done, timeout=240, what="every job to finish after the restart")
         for j in long:  # running work outlived the server and was followed to its end, not restarted
             job = httpx.get(f"{server.url}/v1/jobs/{j}", headers=auth).json()
-            assert job["attempt"] == 1 and len(job["placements"]) == 1
+            history = httpx.get(f"{server.url}/v1/events", headers=auth, params={"job": j}).json()
+            assert job["attempt"] == 1 and len(job["placements"]) == 1, [e["message"] for e in history]
             assert "finished" in httpx.get(f"{server.url}/v1/jobs/{j}/logs", headers=auth).text
     finally:
         server.stop()

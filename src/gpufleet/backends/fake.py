@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from typing import Any, Callable
 
 from .base import BackendUnavailable, Launch, Loss, Status
@@ -26,6 +27,10 @@ class FakeBackend:
         self._losses: list[Loss] = []
         self.dead = False
         self._n = 0
+        self._pids: set[int] = set()            # placement ids seen in the last poll
+        self._pid_of: dict[str, int] = {}       # handle id -> placement id
+        self._changed: list[str] = []           # handle ids with an outcome not yet reported
+        self._due: list[tuple[float, str]] = []  # (when it ends, handle id) with run_s
 
     def _check(self) -> None:
         if self.dead:
@@ -36,32 +41,44 @@ class FakeBackend:
         self._n += 1
         hid = f"{self.name}-{self._n}"
         self.running[hid] = {"launch": launch, "at": self.clock()}
+        if self.run_s is not None:
+            heapq.heappush(self._due, (self.clock() + self.run_s, hid))
         self.launches.append(launch)
         return {"id": hid, "cluster": launch.cluster}
 
     def poll(self, handles: dict[int, dict[str, Any]]) -> dict[int, Status]:
-        """Only what is no longer running (finished, failed, unknown)."""
+        """Only what changed: work that ended since the last poll, and handles this backend never started.
+        Event-driven like a real backend should be, so a poll over 100,000 running handles stays cheap."""
         self._check()
         out: dict[int, Status] = {}
-        now = self.clock()
-        running, outcome = self.running, self.outcome
-        for pid, h in handles.items():
-            hid = h["id"]
-            st = outcome.get(hid)
-            if st is not None:
-                out[pid] = st
-                continue
-            rec = running.get(hid)
-            if rec is None:
+        for pid in handles.keys() - self._pids:  # handles seen for the first time (set difference, in C)
+            hid = handles[pid]["id"]
+            self._pid_of[hid] = pid
+            if hid not in self.running and hid not in self.outcome:
                 out[pid] = Status("lost", message="unknown to the backend")
-            elif self.run_s is not None and now - rec["at"] >= self.run_s:
-                out[pid] = outcome.setdefault(hid, Status("succeeded", 0))
+        self._pids = set(handles)
+        if self.run_s is not None:
+            now = self.clock()
+            while self._due and self._due[0][0] <= now:
+                _, hid = heapq.heappop(self._due)
+                if hid in self.running and hid not in self.outcome:
+                    self.outcome[hid] = Status("succeeded", 0)
+                    self._changed.append(hid)
+        changed, self._changed = self._changed, []
+        for hid in changed:
+            pid = self._pid_of.get(hid)
+            if pid is not None and pid in handles:
+                out[pid] = self.outcome[hid]
+            elif pid is None:
+                self._changed.append(hid)  # not polled yet: report it once it is
         return out
 
     def cancel(self, handle: dict[str, Any]) -> None:
         self._check()
         self.cancelled.append(handle["id"])
-        self.outcome.setdefault(handle["id"], Status("failed", None, "cancelled"))
+        if handle["id"] not in self.outcome:
+            self.outcome[handle["id"]] = Status("failed", None, "cancelled")
+            self._changed.append(handle["id"])
         self.running.pop(handle["id"], None)
 
     def logs(self, handle: dict[str, Any], tail: int | None = None) -> str:
@@ -87,10 +104,14 @@ class FakeBackend:
     def finish(self, job_id: int, code: int = 0) -> None:
         hid = self._handle_of(job_id)
         self.outcome[hid] = Status("succeeded" if code == 0 else "failed", code)
+        self._changed.append(hid)
         self.running.pop(hid, None)
 
     def vanish(self, job_id: int) -> None:
-        self.running.pop(self._handle_of(job_id), None)
+        hid = self._handle_of(job_id)
+        self.running.pop(hid, None)
+        self.outcome[hid] = Status("lost", message="its process group died")
+        self._changed.append(hid)
 
     def lose(self, cluster: str, domain: int | None = None, reason: str = "injected") -> None:
         self._losses.append(Loss(cluster, domain, reason))

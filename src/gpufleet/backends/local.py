@@ -135,17 +135,27 @@ class LocalBackend:
         if child is not None:
             child.poll()  # reap, so a finished child is not a zombie
         exit_file = Path(h["dir"]) / "exit"
-        if exit_file.exists():
+        ended = self._exit_status(exit_file)
+        if ended is not None:
             self._children.pop(pid, None)
-            try:
-                code = int(exit_file.read_text().strip() or "1")
-            except ValueError:
-                code = 1
-            return Status("succeeded" if code == 0 else "failed", code)
+            return ended
         if (child is not None and child.returncode is None) or (child is None and _alive(pid, h.get("ticks"))):
             return Status("running")
         self._children.pop(pid, None)
+        # It may have written its status and exited between the first look and the liveness check.
+        ended = self._exit_status(exit_file)
+        if ended is not None:
+            return ended
         return Status("lost", message="the job's process group died without an exit status")
+
+    @staticmethod
+    def _exit_status(exit_file: Path) -> Status | None:
+        try:
+            raw = exit_file.read_text().strip()
+        except OSError:
+            return None
+        code = int(raw) if raw.lstrip("-").isdigit() else 1
+        return Status("succeeded" if code == 0 else "failed", code)
 
     def poll(self, handles: dict[int, dict[str, Any]]) -> dict[int, Status]:
         out = {}

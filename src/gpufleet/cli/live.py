@@ -41,6 +41,8 @@ def serve(
     poll: Annotated[float, typer.Option(help="seconds between backend polls")] = 1.0,
     profile: Annotated[Optional[str], typer.Option(help="placement profile (default: the scenario's)")] = None,
     access_log: Annotated[bool, typer.Option(help="log every HTTP request")] = False,
+    fast_path: Annotated[bool, typer.Option(help="answer well-formed submissions without the framework's "
+                                            "layers (off: every request through the FastAPI route)")] = True,
 ) -> None:
     """Run the control-plane server (API, scheduler, backends). The first admin token may be given in
     GPUFLEET_ADMIN_TOKEN; it is stored hashed."""
@@ -71,7 +73,7 @@ def serve(
     logging.getLogger("alembic").setLevel(logging.WARNING)
     safe_db = _redact_url(settings.db_url)
     err.print(f"gpufleet serve: http://{host}:{port} (db {safe_db}, backend {backend}); API docs at /docs")
-    uvicorn.run(app.state.fast_submit.wrap(app), host=host, port=port, access_log=access_log, log_level="info",
+    uvicorn.run(app.state.fast_submit.wrap(app) if fast_path else app, host=host, port=port, access_log=access_log, log_level="info",
                 loop="auto", http="auto", proxy_headers=False,
                 timeout_graceful_shutdown=10)
 

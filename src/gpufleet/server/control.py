@@ -178,6 +178,7 @@ class Control:
         self.fresh: list[int] = []          # queued since the last pass: always tried
         self.active: dict[str, Active] = {}  # request id -> placement
         self.by_job: dict[int, set[str]] = {}  # job id -> its request ids in `active`
+        self.by_placement: dict[int, Active] = {}  # placement id -> the same entries as `active`
         self.to_start: dict[str, None] = {}  # request ids placed but not yet started (in order)
         self.to_cancel: list[tuple[str, dict[str, Any]]] = []  # (backend, handle) to stop after commit
         self._victim_lost: dict[str, float] = {}  # GPU-hours lost by evicted requests, until recorded
@@ -698,7 +699,7 @@ class Control:
         changed = {pid: st for pid, st in statuses.items() if st.state != "running"}
         if not changed and not losses and not unreachable and self._full_pass_epoch == self.epoch:
             return
-        owner = {a.placement_id: a for a in self.active.values() if a.placement_id in changed}
+        owner = {pid: self.by_placement[pid] for pid in changed if pid in self.by_placement}
         with Session(self.db) as s, s.begin():
             self._flush_started(s)
             for name, why in unreachable:
@@ -806,6 +807,7 @@ class Control:
         self.fresh.clear()
         self.active.clear()
         self.by_job.clear()
+        self.by_placement.clear()
         self._handles.clear()
         self._started.clear()
         self._refused.clear()
@@ -850,6 +852,7 @@ class Control:
     # == helpers =============================================================================================
     def _add_active(self, act: Active) -> None:
         self.active[act.request_id] = act
+        self.by_placement[act.placement_id] = act
         if act.handle is not None:
             self._handles.setdefault(act.backend, {})[act.placement_id] = act.handle
         self.by_job.setdefault(act.job_id, set()).add(act.request_id)
@@ -857,6 +860,7 @@ class Control:
     def _pop_active(self, request_id: str) -> Active | None:
         act = self.active.pop(request_id, None)
         if act is not None:
+            self.by_placement.pop(act.placement_id, None)
             self._handles.get(act.backend, {}).pop(act.placement_id, None)
             rids = self.by_job.get(act.job_id)
             if rids is not None:
