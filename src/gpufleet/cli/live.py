@@ -383,11 +383,28 @@ def capacity_repair(cluster: Annotated[Optional[str], typer.Option(help="cluster
     _capacity(False, cluster, provider, domain, "repaired", server, as_json)
 
 
+def backends(as_json: JsonOpt = False) -> None:
+    """Execution backends this installation knows, and whether each is usable here (and why not)."""
+    from ..backends.registry import BACKENDS
+    rows = []
+    for info in BACKENDS.values():
+        ok, why = info.usable()
+        rows.append({"name": info.name, "usable": ok, "why_not": why or None, "extra": info.extra,
+                     "summary": info.summary})
+    if as_json:
+        emit_json(rows)
+        return
+    t = Table("backend", "usable", "extra", "what", "why not", box=None, header_style="bold")
+    for r in rows:
+        t.add_row(r["name"], "yes" if r["usable"] else "no", r["extra"] or "-", r["summary"], escape(r["why_not"] or ""))
+    out.print(t)
+
+
 def register(app: typer.Typer) -> None:
     for f in (serve, submit, jobs, job, cancel, logs, events):
         app.command()(f)
+    app.command()(backends)
     app.add_typer(token_app, name="token")
     app.add_typer(portfolio_app, name="portfolio")
     app.add_typer(team_app, name="team")
     app.add_typer(capacity_app, name="capacity")
-
