@@ -67,5 +67,5 @@ def make_backend(name: str, data_dir: str | Path) -> Backend:
     if name == "ray":
         from .ray import RayBackend
         return RayBackend()
-    from .slurm import SlurmBackend  # type: ignore[import-not-found]
+    from .slurm import SlurmBackend
     return SlurmBackend(root=str(Path(data_dir) / "slurm"))

@@ -1,0 +1,202 @@
+"""The Slurm backend against real slurmctld + slurmd clusters (scripts/slurm-dev): submission, states,
+exit codes, cancel, multi-node gangs, node losses, a controller that is down, two clusters at once.
+The pure parts (sbatch options, the batch script) are tested without Slurm; the rest skips without it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import slurm_cluster as sc
+
+from gpufleet.backends.base import BackendError, BackendUnavailable, Launch, Loss, Status
+from gpufleet.backends.slurm import SlurmBackend, _exit_code, _gres_gpus, batch_script, sbatch_args
+
+# the fixtures (pytest finds them as attributes of this module)
+slurm_clusters = sc.slurm_clusters
+slurm_cluster = sc.slurm_cluster
+
+
+def a_launch(tmp_path: Path, command: str, job_id: int = 1, attempt: int = 1, parts=((0, 2),), group: int = 2,
+             cluster: str = "slurm-a", **kw) -> Launch:
+    base: dict = {"job_id": job_id, "attempt": attempt, "request_id": f"job{job_id}", "name": f"job{job_id}",
+                  "team": "research", "command": command, "env": {"MY_SETTING": "on it"}, "cluster": cluster,
+                  "provider": "site-a", "gpu_type": "H100", "parts": tuple(parts), "group": group,
+                  "domain_size": 8, "checkpoint_dir": str(tmp_path / "ckpt" / str(job_id))}
+    base.update(kw)
+    return Launch(**base)
+
+
+def backend(c: sc.SlurmCluster, tmp_path: Path, **kw) -> SlurmBackend:
+    return SlurmBackend(conf=str(c.conf), cluster=kw.pop("cluster", "slurm-a"), root=tmp_path / f"runs-{c.name}",
+                        poll_timeout_s=kw.pop("poll_timeout_s", 20), **kw)
+
+
+def state(b: SlurmBackend, h: dict) -> Status:
+    """A handle's status; the backend leaves running work out of its answer."""
+    return b.poll({7: h}).get(7, Status("running"))
+
+
+def wait_state(b: SlurmBackend, h: dict, want: set[str], timeout: float = 20) -> Status:
+    end = time.monotonic() + timeout
+    while True:
+        st = state(b, h)
+        if st.state in want:
+            return st
+        if time.monotonic() > end:
+            raise TimeoutError(f"slurm job {h['id']} still {st} after {timeout}s")
+        time.sleep(0.1)
+
+
+def finished(b: SlurmBackend, h: dict, timeout: float = 20) -> Status:
+    return wait_state(b, h, {"succeeded", "failed", "lost"}, timeout)
+
+
+# -- pure: no Slurm needed ------------------------------------------------------------------------------
+def test_sbatch_args_one_node(tmp_path):
+    launch = a_launch(tmp_path, "python train.py", job_id=12, attempt=3, parts=((1, 4),), group=2)
+    args = sbatch_args(launch, 8, "gpu", "/x/out.log")
+    assert args == ["--parsable", "--no-requeue", "--job-name=gpufleet-12-3", "--nodes=1", "--gres=gpu:4",
+                    "--ntasks-per-node=2", "--partition=gpu", "--output=/x/out.log"]
+    assert "--switches=1" not in sbatch_args(launch, 8, None)
+    script = batch_script(launch)
+    assert script.startswith("#!/bin/bash\n")
+    assert "export GPUFLEET_JOB_ID=12\n" in script and "export GPUFLEET_ATTEMPT=3\n" in script
+    assert "export GPUFLEET_DOMAINS=1:4\n" in script and "export GPUFLEET_TP=2\n" in script
+    assert "export GPUFLEET_GPUS=4\n" in script and "export MY_SETTING='on it'\n" in script
+    assert f"export GPUFLEET_CHECKPOINT_DIR={launch.checkpoint_dir}\n" in script
+    assert script.rstrip().endswith("\npython train.py") and "srun" not in script
+
+
+def test_sbatch_args_two_node_gang(tmp_path):
+    launch = a_launch(tmp_path, "python train.py --tp 4", parts=((0, 8), (1, 8)), group=4)
+    args = sbatch_args(launch, 8, None)
+    assert "--nodes=2" in args and "--gres=gpu:8" in args and "--ntasks-per-node=2" in args
+    assert "--switches=1" in args and not any(a.startswith("--partition") for a in args)
+    script = batch_script(launch, nodes=2)
+    assert "exec srun --kill-on-bad-exit=1 /bin/bash -c 'python train.py --tp 4'" in script
+    # a TP group that does not divide a node's share: one task per node
+    odd = a_launch(tmp_path, "x", parts=((0, 6),), group=4)
+    assert "--ntasks-per-node=1" in sbatch_args(odd, 8, None) and "--gres=gpu:6" in sbatch_args(odd, 8, None)
+
+
+def test_helpers():
+    assert _exit_code(768) == 3 and _exit_code(0) == 0 and _exit_code(None) is None and _exit_code(9) == 137
+    assert _exit_code({"return_code": 5}) == 5
+    assert _gres_gpus("gpu:8") == 8 and _gres_gpus("gpu:h100:4(S:0-1)") == 4 and _gres_gpus("") == 0
+
+
+def test_missing_binary_is_a_backend_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    b = SlurmBackend(cluster="x", gpus_per_node=8, root=tmp_path)
+    with pytest.raises(BackendError, match="apt-get install slurm-client") as e:
+        b.start(a_launch(tmp_path, "true"))
+    assert not isinstance(e.value, BackendUnavailable)
+
+
+# -- against real clusters ------------------------------------------------------------------------------
+def test_job_runs_then_succeeds(slurm_cluster, tmp_path):
+    c = slurm_cluster
+    b = backend(c, tmp_path)
+    go = tmp_path / "ckpt" / "1" / "go"
+    cmd = (f"echo CVD=$CUDA_VISIBLE_DEVICES; env | grep ^GPUFLEET_ | sort; echo MY=$MY_SETTING; "
+           f"while [ ! -e {go} ]; do sleep 0.1; done; echo done")
+    h = b.start(a_launch(tmp_path, cmd, parts=((0, 2),)))
+    assert set(h) >= {"id", "cluster", "conf", "dir", "name"}
+    assert h["conf"] == str(c.conf) and h["name"] == "gpufleet-1-1" and h["cluster"] == "slurm-a"
+    c.wait_job(h["id"], {"RUNNING"})
+    assert b.poll({7: h}) == {}  # running: left out
+    go.touch()
+    assert finished(b, h) == Status("succeeded", 0)
+    log = b.logs(h)
+    assert "CVD=0,1" in log and "MY=on it" in log and log.rstrip().endswith("done")
+    for line in ("GPUFLEET_JOB_ID=1", "GPUFLEET_ATTEMPT=1", "GPUFLEET_CLUSTER=slurm-a", "GPUFLEET_PROVIDER=site-a",
+                 "GPUFLEET_GPU_TYPE=H100", "GPUFLEET_GPUS=2", "GPUFLEET_TP=2", "GPUFLEET_DOMAINS=0:2",
+                 f"GPUFLEET_CHECKPOINT_DIR={tmp_path / 'ckpt' / '1'}"):
+        assert line in log.splitlines(), (line, log)
+    assert b.logs(h, tail=1) == "done\n"
+    assert c.job(h["id"])["JobName"] == "gpufleet-1-1"
+
+
+def test_exit_code_and_cancel(slurm_cluster, tmp_path):
+    c = slurm_cluster
+    b = backend(c, tmp_path)
+    bad = b.start(a_launch(tmp_path, "echo before; exit 3", job_id=2))
+    sleeper = b.start(a_launch(tmp_path, "sleep 300", job_id=3))
+    st = finished(b, bad)
+    assert (st.state, st.exit_code) == ("failed", 3)
+    c.wait_job(sleeper["id"], {"RUNNING"})
+    b.cancel(sleeper)
+    st = finished(b, sleeper)
+    assert (st.state, st.message) == ("failed", "cancelled")
+    b.cancel(sleeper)  # already ended: no error
+    # one squeue call answers for all handles
+    got = b.poll({1: bad, 2: sleeper})
+    assert got[1].exit_code == 3 and got[2].message == "cancelled"
+
+
+def test_job_slurm_forgot_is_lost(slurm_cluster, tmp_path):
+    b = backend(slurm_cluster, tmp_path)
+    st = state(b, {"id": 999999, "dir": str(tmp_path)})
+    assert st.state == "lost" and "no longer knows" in st.message
+
+
+def test_two_node_gang(slurm_cluster, tmp_path):
+    c = slurm_cluster
+    b = backend(c, tmp_path)
+    launch = a_launch(tmp_path, "echo $SLURMD_NODENAME $CUDA_VISIBLE_DEVICES $GPUFLEET_GPUS",
+                      parts=((0, 8), (1, 8)), group=8)
+    h = b.start(launch)
+    assert finished(b, h) == Status("succeeded", 0)
+    assert c.job(h["id"])["NodeList"] == "n[1-2]"
+    assert sorted(b.logs(h).splitlines()) == ["n1 0,1,2,3,4,5,6,7 16", "n2 0,1,2,3,4,5,6,7 16"]
+
+
+def test_node_down_is_one_loss(slurm_clusters, tmp_path):
+    c = slurm_clusters("prov-a", nodes=2, nodes_per_switch=1)  # n1 has feature domain0, n2 domain1
+    b = backend(c, tmp_path, cluster="gpu-east")
+    assert b.losses() == []
+    c.run("scontrol", "update", "nodename=n2", "state=down", "reason=bad_gpu", check=True)
+    (loss,) = b.losses()
+    assert (loss.cluster, loss.domain) == ("gpu-east", 1) and "bad_gpu" in loss.reason
+    assert b.losses() == []  # reported once
+    c.run("scontrol", "update", "nodename=n1", "state=drain", "reason=maint", check=True)
+    assert [(x.cluster, x.domain) for x in b.losses()] == [("gpu-east", 0)]
+    c.run("scontrol", "update", "nodename=n2", "state=resume", check=True)
+    assert b.losses() == []
+    c.run("scontrol", "update", "nodename=n2", "state=down", "reason=again", check=True)
+    assert b.losses() == [Loss("gpu-east", 1, loss.reason.replace("bad_gpu", "again"))]
+
+
+def test_stopped_controller_is_unavailable(slurm_clusters, tmp_path):
+    c = slurm_clusters("prov-a", message_timeout=2)
+    b = backend(c, tmp_path)
+    h = b.start(a_launch(tmp_path, "sleep 30"))
+    c.wait_job(h["id"], {"RUNNING"})
+    c.stop_controller()
+    with pytest.raises(BackendUnavailable):
+        b.poll({1: h})
+    with pytest.raises(BackendUnavailable):
+        b.losses()
+    with pytest.raises(BackendUnavailable):
+        b.start(a_launch(tmp_path, "true", job_id=2))
+    c.start()
+    assert b.poll({1: h}) == {}  # the job survived the controller's absence
+    b.cancel(h)
+
+
+def test_two_clusters_at_once(slurm_clusters, tmp_path):
+    a = slurm_clusters("prov-a", nodes=2)
+    z = slurm_clusters("prov-b", nodes=3, gpus=4)
+    ba = backend(a, tmp_path, cluster="a")
+    bz = backend(z, tmp_path, cluster="b")
+    assert (ba.gpus_per_node(), bz.gpus_per_node()) == (8, 4)
+    cmd = "echo $SLURM_CLUSTER_NAME $SLURM_JOB_NUM_NODES $CUDA_VISIBLE_DEVICES"
+    ha = ba.start(a_launch(tmp_path, cmd, job_id=1, parts=((0, 8),), group=8, cluster="a"))
+    hz = bz.start(a_launch(tmp_path, cmd, job_id=1, parts=((0, 4), (1, 4)), group=4, cluster="b"))
+    assert finished(ba, ha) == Status("succeeded", 0) and finished(bz, hz) == Status("succeeded", 0)
+    assert ba.logs(ha).split() == ["prov-a", "1", "0,1,2,3,4,5,6,7"]
+    assert sorted(bz.logs(hz).splitlines()) == ["prov-b 2 0,1,2,3"] * 2
+    z.run("scontrol", "update", "nodename=n3", "state=down", "reason=x", check=True)
+    assert ba.losses() == [] and [(x.cluster, x.domain) for x in bz.losses()] == [("b", 1)]
