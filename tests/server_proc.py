@@ -23,8 +23,9 @@ def free_port() -> int:
 
 class ServerProcess:
     def __init__(self, db_url: str, data_dir: Path, scenario: Path = LIVE_SCENARIO, backend: str = "local",
-                 poll: float = 0.1):
+                 poll: float = 0.1, extra: tuple[str, ...] = ()):
         self.db_url, self.data_dir, self.scenario, self.backend, self.poll = db_url, data_dir, scenario, backend, poll
+        self.extra = extra
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -36,7 +37,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gpufleet", "serve", "--db", self.db_url, "--port", str(self.port),
              "--data-dir", str(self.data_dir), "--scenario", str(self.scenario), "--backend", self.backend,
-             "--poll", str(self.poll)], stdout=out, stderr=subprocess.STDOUT, env=env)
+             "--poll", str(self.poll), *self.extra], stdout=out, stderr=subprocess.STDOUT, env=env)
         end = time.monotonic() + 60
         while time.monotonic() < end:
             if self.proc.poll() is not None:

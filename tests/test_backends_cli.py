@@ -36,3 +36,20 @@ def test_an_unusable_or_unknown_backend_is_refused_with_the_reason(monkeypatch, 
 def test_serve_refuses_an_unknown_backend_as_bad_input(tmp_path):
     r = gpufleet("serve", "--backend", "nope", "--db", f"sqlite:///{tmp_path / 'x.db'}", "--data-dir", str(tmp_path))
     assert r.code == 2 and "unknown backend 'nope'" in r.err
+
+
+def test_a_backends_file_names_backends_of_each_kind(tmp_path):
+    from gpufleet.backends.registry import backends_from_file
+    f = tmp_path / "backends.yaml"
+    f.write_text("sim-a: {kind: fake}\nlocal-b: {kind: local}\n")
+    named = backends_from_file(f, tmp_path)
+    assert {n: type(b).__name__ for n, b in named.items()} == {"sim-a": "FakeBackend", "local-b": "LocalBackend"}
+    assert named["sim-a"].name == "sim-a" and named["local-b"].name == "local-b"
+    f.write_text("x: {kind: local, colour: blue}\n")
+    with pytest.raises(BackendError, match="backend x \\(local\\)"):
+        backends_from_file(f, tmp_path)
+    f.write_text("- not a mapping\n")
+    with pytest.raises(BackendError, match="expected a mapping"):
+        backends_from_file(f, tmp_path)
+    r = gpufleet("serve", "--backends", str(f), "--db", f"sqlite:///{tmp_path / 'x.db'}", "--data-dir", str(tmp_path))
+    assert r.code == 2 and "expected a mapping" in r.err

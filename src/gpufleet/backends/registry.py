@@ -6,7 +6,7 @@ import importlib.util
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .base import Backend, BackendError
 
@@ -51,21 +51,47 @@ BACKENDS = {
 KNOWN = tuple(BACKENDS)
 
 
-def make_backend(name: str, data_dir: str | Path) -> Backend:
-    info = BACKENDS.get(name)
+def make_backend(name: str, data_dir: str | Path, kind: str | None = None, **options: Any) -> Backend:
+    """Backend `name` of `kind` (default: the kind named like it), with the kind's own options (a Slurm
+    backend's `conf`, `cluster`, `partition`; a Ray backend's `address`)."""
+    kind = kind or name
+    info = BACKENDS.get(kind)
     if info is None:
-        raise BackendError(f"unknown backend {name!r}; known: {', '.join(KNOWN)}")
+        raise BackendError(f"unknown backend {kind!r}; known: {', '.join(KNOWN)}")
     ok, why = info.usable()
     if not ok:
         raise BackendError(f"backend {name} is not usable here: {why}")
-    if name == "local":
-        from .local import LocalBackend
-        return LocalBackend(Path(data_dir) / "local")
-    if name == "fake":
-        from .fake import FakeBackend
-        return FakeBackend()
-    if name == "ray":
-        from .ray import RayBackend
-        return RayBackend()
-    from .slurm import SlurmBackend
-    return SlurmBackend(root=str(Path(data_dir) / "slurm"))
+    try:
+        if kind == "local":
+            from .local import LocalBackend
+            return LocalBackend(Path(data_dir) / name, name=name, **options)
+        if kind == "fake":
+            from .fake import FakeBackend
+            return FakeBackend(name, **options)
+        if kind == "ray":
+            from .ray import RayBackend
+            return RayBackend(**options)
+        from .slurm import SlurmBackend
+        return SlurmBackend(name=name, root=str(Path(data_dir) / name), **options)
+    except TypeError as e:  # an option the kind does not take
+        raise BackendError(f"backend {name} ({kind}): {e}") from None
+
+
+def backends_from_file(path: str | Path, data_dir: str | Path) -> dict[str, Backend]:
+    """Named backends from a YAML file, one entry per backend:
+
+        slurm-a: {kind: slurm, conf: /etc/slurm-a/slurm.conf, cluster: prov-a-h100}
+        ray-east: {kind: ray, address: "ray://10.0.0.5:10001"}
+    """
+    from ruamel.yaml import YAML, YAMLError
+    try:
+        doc = YAML(typ="safe").load(Path(path).read_text())
+    except (OSError, YAMLError) as e:
+        raise BackendError(f"{path}: cannot read backends: {e}") from None
+    if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
+        raise BackendError(f"{path}: expected a mapping of backend name -> {{kind: ..., options...}}")
+    out = {}
+    for name, opts in doc.items():
+        opts = dict(opts)
+        out[str(name)] = make_backend(str(name), data_dir, kind=str(opts.pop("kind", name)), **opts)
+    return out

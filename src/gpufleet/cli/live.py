@@ -43,6 +43,8 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="log every HTTP request")] = False,
     fast_path: Annotated[bool, typer.Option(help="answer well-formed submissions without the framework's "
                                             "layers (off: every request through the FastAPI route)")] = True,
+    backends_file: Annotated[Optional[str], typer.Option("--backends", help="YAML file of named backends "
+                             "(name: {kind: slurm|ray|local|fake, options...}) that clusters can name")] = None,
 ) -> None:
     """Run the control-plane server (API, scheduler, backends). The first admin token may be given in
     GPUFLEET_ADMIN_TOKEN; it is stored hashed."""
@@ -64,6 +66,13 @@ def serve(
     try:
         settings = settings_from_env(db_url=db, data_dir=data_dir, backend=backend, scenario=scenario,
                                      poll_s=poll, profile=profile, tune_gc=True)
+        if backends_file is not None:
+            from ..backends.base import BackendSet
+            from ..backends.registry import backends_from_file, make_backend
+            named = backends_from_file(backends_file, settings.data_dir)
+            if backend not in named:
+                named[backend] = make_backend(backend, settings.data_dir)
+            settings.backends = BackendSet(default=backend, backends=named)
         app = create_app(settings)
     except BackendError as e:
         raise _bad(f"--backend: {e}") from None
