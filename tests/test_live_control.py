@@ -324,3 +324,19 @@ def test_the_fast_submission_path_answers_exactly_as_the_route(db_url, tmp_path)
         assert created.status_code == 201 and created.json()["created"] is True
         assert live.wait_state(created.json()["id"], "running")["team"] == "research"
         assert fast_client.get("/health").status_code == 200  # other routes pass through
+
+
+def test_capacity_a_backend_reports_lost_is_marked_failed_and_its_work_moves(live):
+    research = live.team("research")
+    jid = live.submit(research, name="t", kind="training", gpus="H100:8", tp=8)["id"]
+    assert live.wait_state(jid, "running")["placements"][0]["cluster"] == "local-a"
+    live.backends["local"].lose("local-a", 0, "GPU fell off the bus")  # one NVLink domain reported gone
+    j = wait_for(lambda: (j := live.job(jid))["attempt"] == 2 and j["state"] == "running" and j, what="a move")
+    assert [p["cluster"] for p in j["placements"]] == ["local-a", "local-b"]
+    caps = live.client.get("/v1/capacity", headers=live.admin).json()
+    assert [(c["scope"], c["target"], c["domain"], c["reason"]) for c in caps] == [
+        ("domain", "local-a", 0, "GPU fell off the bus")]
+    lost = [e for e in live.client.get("/v1/events", headers=live.admin).json() if e["kind"] == "capacity_lost"]
+    assert lost[0]["actor"] == "backend:local" and lost[0]["detail"]["jobs"] == [jid]
+    p = live.client.get("/v1/portfolio", headers=research).json()
+    assert {c["name"]: c["domains_down"] for c in p["clusters"]} == {"local-a": [0], "local-b": []}
