@@ -35,6 +35,12 @@ def _ray() -> str | None:
     return None
 
 
+def _aws() -> str | None:
+    if importlib.util.find_spec("boto3") is None:
+        return "boto3 is not installed: pip install 'gpufleet[aws]'"
+    return None
+
+
 def _slurm() -> str | None:
     missing = [c for c in SLURM_CLIENTS if shutil.which(c) is None]
     if missing:
@@ -46,6 +52,7 @@ BACKENDS = {
     "local": BackendInfo("local", None, "subprocesses on this machine (slots as GPUs)", _always),
     "ray": BackendInfo("ray", "ray", "Ray placement groups, one bundle per tensor-parallel group", _ray),
     "slurm": BackendInfo("slurm", "slurm", "sbatch/squeue/scancel against a Slurm controller", _slurm),
+    "aws": BackendInfo("aws", "aws", "EC2 instances, Capacity Blocks for ML and capacity reservations", _aws),
     "fake": BackendInfo("fake", None, "in memory, for tests and benchmarks", _always),
 }
 KNOWN = tuple(BACKENDS)
@@ -71,6 +78,9 @@ def make_backend(name: str, data_dir: str | Path, kind: str | None = None, **opt
         if kind == "ray":
             from .ray import RayBackend
             return RayBackend(**options)
+        if kind == "aws":
+            from .aws import AwsBackend
+            return AwsBackend(name=name, **options)
         from .slurm import SlurmBackend
         return SlurmBackend(name=name, root=str(Path(data_dir) / name), **options)
     except TypeError as e:  # an option the kind does not take
