@@ -41,6 +41,12 @@ def _aws() -> str | None:
     return None
 
 
+def _k8s() -> str | None:
+    if importlib.util.find_spec("kubernetes") is None:
+        return "the kubernetes client is not installed: pip install 'gpufleet[k8s]'"
+    return None
+
+
 def _slurm() -> str | None:
     missing = [c for c in SLURM_CLIENTS if shutil.which(c) is None]
     if missing:
@@ -53,6 +59,8 @@ BACKENDS = {
     "ray": BackendInfo("ray", "ray", "Ray placement groups, one bundle per tensor-parallel group", _ray),
     "slurm": BackendInfo("slurm", "slurm", "sbatch/squeue/scancel against a Slurm controller", _slurm),
     "aws": BackendInfo("aws", "aws", "EC2 instances, Capacity Blocks for ML and capacity reservations", _aws),
+    "k8s": BackendInfo("k8s", "k8s", "JobSets with Kueue topology annotations (not yet tried on a live cluster)",
+                       _k8s),
     "fake": BackendInfo("fake", None, "in memory, for tests and benchmarks", _always),
 }
 KNOWN = tuple(BACKENDS)
@@ -78,6 +86,9 @@ def make_backend(name: str, data_dir: str | Path, kind: str | None = None, **opt
         if kind == "ray":
             from .ray import RayBackend
             return RayBackend(**options)
+        if kind == "k8s":
+            from .k8s import KubernetesBackend
+            return KubernetesBackend(name=name, **options)
         if kind == "aws":
             from .aws import AwsBackend
             return AwsBackend(name=name, **options)
