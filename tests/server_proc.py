@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from live_helpers import ADMIN, LIVE_SCENARIO
 
 

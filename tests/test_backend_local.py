@@ -7,10 +7,10 @@ import signal
 from pathlib import Path
 
 import pytest
+from live_helpers import wait_for
 
 from gpufleet.backends.base import BackendError, Launch, Status
 from gpufleet.backends.local import LocalBackend
-from live_helpers import wait_for
 
 
 def a_launch(tmp_path: Path, command: str, job_id: int = 1, attempt: int = 1, parts=((0, 2),), **kw) -> Launch:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-
 from cli_helpers import gpufleet
+
 from gpufleet.backends.base import BackendError
 from gpufleet.backends.registry import make_backend
 

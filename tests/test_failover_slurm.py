@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import httpx
 import slurm_cluster as sc
-
 from live_helpers import ADMIN, wait_for
 from server_proc import ServerProcess
 

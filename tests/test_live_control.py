@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from live_helpers import LIVE_SCENARIO, Live, make_app, wait_for
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gpufleet.backends.fake import FakeBackend
 from gpufleet.store import connect
 from gpufleet.store import tables as T
-from live_helpers import LIVE_SCENARIO, Live, make_app, wait_for
 
 
 @pytest.fixture

@@ -11,13 +11,13 @@ import threading
 from pathlib import Path
 
 import httpx
+from live_helpers import ADMIN, wait_for
+from server_proc import ServerProcess
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gpufleet.store import connect
 from gpufleet.store import tables as T
-from live_helpers import ADMIN, wait_for
-from server_proc import ServerProcess
 
 SUBMISSIONS = 1000
 CLIENTS = 8

@@ -40,19 +40,7 @@ CHUNK = 1000
 
 def user_data(launch: Launch) -> str:
     """The bash script an instance runs: exports, the command, then power off (which stops the instance)."""
-    env = {
-        "GPUFLEET_JOB_ID": str(launch.job_id),
-        "GPUFLEET_JOB_NAME": launch.name,
-        "GPUFLEET_TEAM": launch.team,
-        "GPUFLEET_ATTEMPT": str(launch.attempt),
-        "GPUFLEET_CLUSTER": launch.cluster,
-        "GPUFLEET_PROVIDER": launch.provider,
-        "GPUFLEET_GPU_TYPE": launch.gpu_type,
-        "GPUFLEET_GPUS": str(launch.gpus),
-        "GPUFLEET_TP": str(launch.group),
-        "GPUFLEET_CHECKPOINT_DIR": launch.checkpoint_dir,
-    }
-    env.update(launch.env)
+    env = {**launch.variables(), **launch.env}
     lines = ["#!/bin/bash"]
     lines += [f"export {k}={shlex.quote(str(v))}" for k, v in env.items()]
     lines += ["bash -c " + shlex.quote(launch.command), "shutdown -h now", ""]

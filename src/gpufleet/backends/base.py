@@ -41,6 +41,22 @@ class Launch:
     def gpus(self) -> int:
         return sum(n for _, n in self.parts)
 
+    def variables(self) -> dict[str, str]:
+        """The GPUFLEET_* variables every backend gives the job (docs/live.md lists them)."""
+        return {
+            "GPUFLEET_JOB_ID": str(self.job_id),
+            "GPUFLEET_JOB_NAME": self.name,
+            "GPUFLEET_TEAM": self.team,
+            "GPUFLEET_ATTEMPT": str(self.attempt),
+            "GPUFLEET_CLUSTER": self.cluster,
+            "GPUFLEET_PROVIDER": self.provider,
+            "GPUFLEET_GPU_TYPE": self.gpu_type,
+            "GPUFLEET_GPUS": str(self.gpus),
+            "GPUFLEET_TP": str(self.group),
+            "GPUFLEET_DOMAINS": ",".join(f"{d}:{n}" for d, n in self.parts),
+            "GPUFLEET_CHECKPOINT_DIR": self.checkpoint_dir,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Status:

@@ -115,20 +115,8 @@ def topology_annotations(launch: Launch, pods_per_group: int, domain_label: str)
 
 def _env(launch: Launch, extra: dict[str, str]) -> list[dict[str, str]]:
     env = {k: v for k, v in launch.env.items() if k not in ("GPUFLEET_TOKEN", "GPUFLEET_ADMIN_TOKEN")}
-    env.update({
-        "GPUFLEET_JOB_ID": str(launch.job_id),
-        "GPUFLEET_JOB_NAME": launch.name,
-        "GPUFLEET_TEAM": launch.team,
-        "GPUFLEET_ATTEMPT": str(launch.attempt),
-        "GPUFLEET_CLUSTER": launch.cluster,
-        "GPUFLEET_PROVIDER": launch.provider,
-        "GPUFLEET_GPU_TYPE": launch.gpu_type,
-        "GPUFLEET_GPUS": str(launch.gpus),
-        "GPUFLEET_TP": str(launch.group),
-        "GPUFLEET_DOMAINS": ",".join(f"{d}:{n}" for d, n in launch.parts),
-        "GPUFLEET_CHECKPOINT_DIR": launch.checkpoint_dir,
-        **extra,
-    })
+    env.update(launch.variables())
+    env.update(extra)
     return [{"name": k, "value": env[k]} for k in sorted(env)]
 
 

@@ -96,20 +96,8 @@ class LocalBackend:
         env.pop("GPUFLEET_TOKEN", None)
         env.pop("GPUFLEET_ADMIN_TOKEN", None)
         env.update(launch.env)
-        env.update({
-            "CUDA_VISIBLE_DEVICES": ",".join(map(str, slots)),
-            "GPUFLEET_JOB_ID": str(launch.job_id),
-            "GPUFLEET_JOB_NAME": launch.name,
-            "GPUFLEET_TEAM": launch.team,
-            "GPUFLEET_ATTEMPT": str(launch.attempt),
-            "GPUFLEET_CLUSTER": launch.cluster,
-            "GPUFLEET_PROVIDER": launch.provider,
-            "GPUFLEET_GPU_TYPE": launch.gpu_type,
-            "GPUFLEET_GPUS": str(launch.gpus),
-            "GPUFLEET_TP": str(launch.group),
-            "GPUFLEET_DOMAINS": ",".join(f"{d}:{n}" for d, n in launch.parts),
-            "GPUFLEET_CHECKPOINT_DIR": launch.checkpoint_dir,
-        })
+        env.update(launch.variables())
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, slots))
         log = work / "output.log"
         exit_file = work / "exit"
         exit_file.unlink(missing_ok=True)

@@ -463,21 +463,8 @@ class RayBackend:
         world = len(bundles)
         common = dict(launch.env)
         common.pop("CUDA_VISIBLE_DEVICES", None)
-        common.update({
-            "GPUFLEET_JOB_ID": str(launch.job_id),
-            "GPUFLEET_JOB_NAME": launch.name,
-            "GPUFLEET_TEAM": launch.team,
-            "GPUFLEET_ATTEMPT": str(launch.attempt),
-            "GPUFLEET_CLUSTER": launch.cluster,
-            "GPUFLEET_PROVIDER": launch.provider,
-            "GPUFLEET_GPU_TYPE": launch.gpu_type,
-            "GPUFLEET_GPUS": str(launch.gpus),
-            "GPUFLEET_TP": str(launch.group),
-            "GPUFLEET_WORLD": str(world),
-            "GPUFLEET_DOMAINS": ",".join(f"{d}:{n}" for d, n in launch.parts),
-            "GPUFLEET_CHECKPOINT_DIR": launch.checkpoint_dir,
-            "GPUFLEET_RANK0_HOST": self._bundle_host(ray, pg, 0),
-        })
+        common.update(launch.variables())
+        common.update({"GPUFLEET_WORLD": str(world), "GPUFLEET_RANK0_HOST": self._bundle_host(ray, pg, 0)})
         scratch = re.sub(r"[^\w.-]", "_", hid)
         ranks = []
         for i, b in enumerate(bundles):

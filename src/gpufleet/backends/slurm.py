@@ -80,21 +80,7 @@ def sbatch_args(launch: Launch, gpus_per_node: int, partition: str | None = None
 
 def job_env(launch: Launch) -> dict[str, str]:
     """The variables a job sees besides what Slurm sets (CUDA_VISIBLE_DEVICES comes from --gres)."""
-    env = dict(launch.env)
-    env.update({
-        "GPUFLEET_JOB_ID": str(launch.job_id),
-        "GPUFLEET_JOB_NAME": launch.name,
-        "GPUFLEET_TEAM": launch.team,
-        "GPUFLEET_ATTEMPT": str(launch.attempt),
-        "GPUFLEET_CLUSTER": launch.cluster,
-        "GPUFLEET_PROVIDER": launch.provider,
-        "GPUFLEET_GPU_TYPE": launch.gpu_type,
-        "GPUFLEET_GPUS": str(launch.gpus),
-        "GPUFLEET_TP": str(launch.group),
-        "GPUFLEET_DOMAINS": ",".join(f"{d}:{n}" for d, n in launch.parts),
-        "GPUFLEET_CHECKPOINT_DIR": launch.checkpoint_dir,
-    })
-    return env
+    return {**launch.env, **launch.variables()}
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -64,6 +64,13 @@ class JobSpec(Model):
         return self
 
     @property
+    def effective_priority(self) -> int:
+        """The priority given, or the default of the kind: inference 500, training 100, batch 10."""
+        if self.priority is not None:
+            return self.priority
+        return {"training": 100, "batch": 10}.get(self.kind, 500)
+
+    @property
     def gpu_count(self) -> int:
         return self.gpus if isinstance(self.gpus, int) else int(self.gpus.partition(":")[2])
 

@@ -18,7 +18,7 @@ def request_from_job(job: JobSpec, catalog: Catalog, request_id: str | None = No
     """A training or batch job as one gang request."""
     kind = job.kind
     preemptible = job.preemptible if job.preemptible is not None else kind == "batch"
-    priority = job.priority if job.priority is not None else {"training": 100, "batch": 10}.get(kind, 500)
+    priority = job.effective_priority
     group = job.tp or (1 if kind == "training" else job.gpu_count)
     return Request(id=request_id or job.name, gpus=job.gpu_count, group=group,
                    speeds=_speeds(job.gpu_types, catalog), team=job.team, kind=kind, priority=priority,
@@ -29,7 +29,7 @@ def request_from_job(job: JobSpec, catalog: Catalog, request_id: str | None = No
 
 def replica_requests(job: JobSpec, catalog: Catalog) -> list[Request]:
     """One request per inference replica, each pinned to its region and sharing the service's spread key."""
-    priority = job.priority if job.priority is not None else 500
+    priority = job.effective_priority
     allowed = frozenset(job.providers) if job.providers else None
     out = []
     for region, n in (job.replicas or {}).items():

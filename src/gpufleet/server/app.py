@@ -13,18 +13,18 @@ import json
 import logging
 import os
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..backends.base import BackendError, BackendSet
 from ..model.base import MAX_GPUS
@@ -324,7 +324,7 @@ def create_app(settings: Settings) -> FastAPI:
         status, payload = await submitted(prepare_submit(who, body, idempotency_key, clock()))
         return Response(payload, status_code=status, media_type="application/json")
 
-    app.state.fast_submit = FastSubmit(tokens, prepare_submit, submitted, clock)
+    app.state.fast_submit = FastSubmit(tokens, SubmitIn, prepare_submit, submitted, clock)
 
     def _jobs_query(who: Principal, team: str | None):
         q = select(T.Job)
@@ -426,8 +426,9 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def settings_from_env(**kw: Any) -> Settings:
-    from ..store.db import default_url
     from platformdirs import user_data_dir
+
+    from ..store.db import default_url
     data_dir = kw.pop("data_dir", None) or os.environ.get("GPUFLEET_DATA_DIR") or user_data_dir("gpufleet")
     db_url = kw.pop("db_url", None) or os.environ.get("GPUFLEET_DB") or default_url()
     return Settings(db_url=db_url, data_dir=data_dir, admin_token=os.environ.get("GPUFLEET_ADMIN_TOKEN"), **kw)

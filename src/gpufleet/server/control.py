@@ -194,7 +194,6 @@ class Control:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self.ready = threading.Event()
-        self.error: BaseException | None = None
 
     # == lifecycle ===========================================================================================
     def start(self, scenario_text: str | None = None, scenario_source: str = "<scenario>") -> None:
@@ -238,7 +237,7 @@ class Control:
                     next_poll = time.monotonic() + self.poll_s
                 if self.to_start or self.to_cancel:
                     self._launch()
-            except Exception as e:  # the database or a backend failed in a way not handled below
+            except Exception:  # the database or a backend failed in a way not handled below
                 log.exception("control loop turn failed; reloading state from the database")
                 for c in cmds:  # the details are in the log; the client learns only that it may retry
                     if not c.future.done():
@@ -325,14 +324,14 @@ class Control:
             at = c.arrived if c.arrived is not None else now
             spec, gpus = c.spec, _total_gpus(c.spec)
             rows.append({"id": jid, "team": c.team, "key": c.key, "name": spec.name, "kind": spec.kind, "gpus": gpus,
-                         "priority": _priority(spec), "spec": spec.model_dump(mode="json", exclude_defaults=True),
+                         "priority": spec.effective_priority, "spec": spec.model_dump(mode="json", exclude_defaults=True),
                          "state": "queued", "reason": None, "submitted_at": at, "placed_at": None,
                          "started_at": None, "finished_at": None, "attempt": 0, "exit_code": None,
                          "lost_gpu_hours": 0.0, "cancel_requested": False})
             events.append({"at": now, "actor": c.actor, "kind": "submitted", "team": c.team, "job_id": jid,
                            "message": f"{spec.kind} job {spec.name!r} submitted ({gpus:,} GPUs)",
                            "detail": {"key": c.key} if c.key else None})
-            self.pending[jid] = Pending(jid, c.team, _priority(spec), at, spec, reqs)
+            self.pending[jid] = Pending(jid, c.team, spec.effective_priority, at, spec, reqs)
             self.fresh.append(jid)
             out.append((c, {"id": jid, "created": True}, None))
             created += 1
@@ -462,7 +461,7 @@ class Control:
 
     # == scheduling ==========================================================================================
     def _enqueue(self, job_id: int, team: str, spec: JobSpec, submitted_at: float, attempt: int) -> None:
-        self.pending[job_id] = Pending(job_id, team, _priority(spec), submitted_at, spec,
+        self.pending[job_id] = Pending(job_id, team, spec.effective_priority, submitted_at, spec,
                                        requests_for(job_id, spec, self.catalog), attempt)
         self.fresh.append(job_id)
 
@@ -885,8 +884,3 @@ def _total_gpus(spec: JobSpec) -> int:
         return spec.gpu_count * sum((spec.replicas or {}).values())
     return spec.gpu_count
 
-
-def _priority(spec: JobSpec) -> int:
-    if spec.priority is not None:
-        return spec.priority
-    return {"training": 100, "batch": 10}.get(spec.kind, 500)

@@ -13,7 +13,7 @@ import re
 from typing import Any, Awaitable, Callable
 
 from fastapi import HTTPException
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .auth import Principal, Tokens, digest
 from .control import Refused, Submit
@@ -23,9 +23,10 @@ _MAX_BODY = 1 << 20
 
 
 class FastSubmit:
-    def __init__(self, tokens: Tokens, prepare: Callable[..., Submit],
+    def __init__(self, tokens: Tokens, body_model: type[BaseModel], prepare: Callable[..., Submit],
                  submitted: Callable[[Submit], Awaitable[tuple[int, bytes]]], clock: Callable[[], float]):
-        self.tokens, self.prepare, self.submitted, self.clock = tokens, prepare, submitted, clock
+        self.tokens, self.body_model, self.prepare, self.submitted = tokens, body_model, prepare, submitted
+        self.clock = clock
 
     def principal(self, headers: list[tuple[bytes, bytes]]) -> tuple[Principal | None, str | None, bool]:
         """(who, idempotency key, usable): usable is False when the route must judge the request."""
@@ -44,12 +45,11 @@ class FastSubmit:
 
     async def handle(self, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[int, bytes] | None:
         """The answer, or None to let the FastAPI route answer."""
-        from .app import SubmitIn
         who, key, ok = self.principal(headers)
         if not ok or who is None or len(body) > _MAX_BODY:
             return None
         try:
-            cmd = self.prepare(who, SubmitIn.model_validate_json(body), key, self.clock())
+            cmd = self.prepare(who, self.body_model.model_validate_json(body), key, self.clock())
         except (ValidationError, HTTPException, ValueError):
             return None
         try:

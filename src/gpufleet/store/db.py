@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.pool import NullPool
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -57,6 +56,3 @@ def upgrade(url: str) -> None:
     from alembic import command
     command.upgrade(alembic_config(url), "head")
 
-
-def unused_engine(url: str) -> Engine:  # for one-off tools that must not keep connections
-    return create_engine(normalize(url), poolclass=NullPool)
