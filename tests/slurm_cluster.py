@@ -183,6 +183,7 @@ def _script(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 def start_cluster(tmpdir: Path | str, name: str, nodes: int = 2, gpus: int = 8, *,
                   gpu_type: str | None = None, cpus: int | None = None, nodes_per_switch: int | None = None,
+                  nodes_per_domain: int | None = None,
                   message_timeout: int | None = None) -> SlurmCluster:
     """Start cluster `name` in tmpdir/name (a fresh one; skips the test when Slurm is not installed).
     When that path is too long for Slurm's unix sockets, the cluster lives in a short /tmp directory
@@ -197,7 +198,8 @@ def start_cluster(tmpdir: Path | str, name: str, nodes: int = 2, gpus: int = 8, 
     args = ["up", str(d), "--json", "--clean", "--name", name, "--nodes", str(nodes),
             "--gpus-per-node", str(gpus)]
     for flag, val in (("--gpu-type", gpu_type), ("--cpus-per-node", cpus),
-                      ("--nodes-per-switch", nodes_per_switch), ("--message-timeout", message_timeout)):
+                      ("--nodes-per-switch", nodes_per_switch),
+                      ("--nodes-per-domain", nodes_per_domain), ("--message-timeout", message_timeout)):
         if val is not None:
             args += [flag, str(val)]
     try:

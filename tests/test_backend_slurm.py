@@ -81,6 +81,32 @@ def test_sbatch_args_two_node_gang(tmp_path):
     assert "--ntasks-per-node=1" in sbatch_args(odd, 8, None) and "--gres=gpu:6" in sbatch_args(odd, 8, None)
 
 
+def test_pinned_to_the_allocated_domains(tmp_path):
+    one_node_domains = {0: ["n1"], 1: ["n2"], 2: ["n3"]}
+    gang = a_launch(tmp_path, "x", parts=((2, 8), (0, 8)), group=8)
+    args = sbatch_args(gang, 8, None, None, one_node_domains)
+    assert "--nodelist=n3,n1" in args and "--nodes=2" in args and "--gres=gpu:8" in args
+    assert "--switches=1" not in args  # gpufleet chose the domains; no second opinion from Slurm
+    # NVL72-like domains of several nodes: whole domains by name, part of one by a feature count
+    racks = {0: ["n1", "n2", "n3"], 1: ["n4", "n5", "n6"]}
+    whole = a_launch(tmp_path, "x", parts=((1, 12),), group=4)
+    assert "--nodelist=n4,n5,n6" in sbatch_args(whole, 4, None, None, racks)
+    part = a_launch(tmp_path, "x", parts=((0, 8), (1, 8)), group=4)
+    args = sbatch_args(part, 4, None, None, racks)
+    assert "--constraint=[domain0*2&domain1*2]" in args and "--nodes=4" in args and "--gres=gpu:4" in args
+    assert "--segment=2" in sbatch_args(part, 4, None, None, racks, segments=True)
+    assert "--constraint=domain1" in sbatch_args(a_launch(tmp_path, "x", parts=((1, 4),)), 4, None, None, racks)
+    # different GPUs per node in different domains: one job cannot say it, Slurm picks the nodes
+    uneven = a_launch(tmp_path, "x", parts=((0, 8), (1, 4)), group=4)
+    args = sbatch_args(uneven, 8, None, None, one_node_domains)
+    assert not any(a.startswith(("--nodelist", "--constraint")) for a in args) and "--switches=1" in args
+    # a domain the Slurm cluster does not have, or too small for its share: a clear error
+    with pytest.raises(BackendError, match="no node in NVLink domain 7"):
+        sbatch_args(a_launch(tmp_path, "x", parts=((7, 8),)), 8, None, None, one_node_domains)
+    with pytest.raises(BackendError, match="not the 16 GPUs"):
+        sbatch_args(a_launch(tmp_path, "x", parts=((0, 16),)), 8, None, None, one_node_domains)
+
+
 def test_helpers():
     assert _exit_code(768) == 3 and _exit_code(0) == 0 and _exit_code(None) is None and _exit_code(9) == 137
     assert _exit_code({"return_code": 5}) == 5
@@ -153,6 +179,19 @@ def test_two_node_gang(slurm_cluster, tmp_path):
     assert sorted(b.logs(h).splitlines()) == ["n1 0,1,2,3,4,5,6,7 16", "n2 0,1,2,3,4,5,6,7 16"]
 
 
+def test_gang_runs_on_the_domains_gpufleet_chose(slurm_clusters, tmp_path):
+    c = slurm_clusters("racks", nodes=4, gpus=4, nodes_per_domain=2)  # domain0: n1,n2  domain1: n3,n4
+    b = backend(c, tmp_path)
+    assert b.domains() == {0: ["n1", "n2"], 1: ["n3", "n4"]}
+    whole = b.start(a_launch(tmp_path, "echo $SLURMD_NODENAME", job_id=1, parts=((1, 8),), group=4))
+    half = b.start(a_launch(tmp_path, "echo $SLURMD_NODENAME", job_id=2, parts=((0, 4),), group=4))
+    assert finished(b, whole) == Status("succeeded", 0) and finished(b, half) == Status("succeeded", 0)
+    assert c.job(whole["id"])["NodeList"] == "n[3-4]" and whole["where"] == ["--nodelist=n3,n4"]
+    assert c.job(half["id"])["NodeList"] in ("n1", "n2") and half["where"] == ["--constraint=domain0"]
+    with pytest.raises(BackendError, match="no node in NVLink domain 5"):
+        b.start(a_launch(tmp_path, "true", job_id=3, parts=((5, 4),), group=4))
+
+
 def test_node_down_is_one_loss(slurm_clusters, tmp_path):
     c = slurm_clusters("prov-a", nodes=2, nodes_per_switch=1)  # n1 has feature domain0, n2 domain1
     b = backend(c, tmp_path, cluster="gpu-east")
@@ -199,4 +238,4 @@ def test_two_clusters_at_once(slurm_clusters, tmp_path):
     assert ba.logs(ha).split() == ["prov-a", "1", "0,1,2,3,4,5,6,7"]
     assert sorted(bz.logs(hz).splitlines()) == ["prov-b 2 0,1,2,3"] * 2
     z.run("scontrol", "update", "nodename=n3", "state=down", "reason=x", check=True)
-    assert ba.losses() == [] and [(x.cluster, x.domain) for x in bz.losses()] == [("b", 1)]
+    assert ba.losses() == [] and [(x.cluster, x.domain) for x in bz.losses()] == [("b", 2)]

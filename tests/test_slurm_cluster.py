@@ -139,7 +139,7 @@ def test_node_set_down(slurm_cluster):
 
 
 def test_topology_switches_and_features(slurm_clusters):
-    c = slurm_clusters("topo", nodes=4, nodes_per_switch=2)
+    c = slurm_clusters("topo", nodes=4, nodes_per_switch=2, nodes_per_domain=2)
     topo = c.run("scontrol", "show", "topology", check=True).stdout
     assert "SwitchName=s0 Level=0" in topo and "Nodes=n3,n4" in topo and "Switches=s0,s1" in topo
     assert [c.node(n)["AvailableFeatures"] for n in c.nodes] == ["domain0", "domain0", "domain1", "domain1"]

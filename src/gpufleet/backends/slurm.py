@@ -5,14 +5,15 @@ Mapping (what gpufleet calls a cluster / NVLink domain, and what Slurm calls it)
 * One `SlurmBackend` serves one Slurm cluster (one slurmctld), named by `conf` (a SLURM_CONF path put in
   the environment of every CLI call), so one gpufleet server can drive several Slurm clusters side by
   side. `cluster` names the gpufleet cluster this Slurm serves (the one `Loss`es are reported for).
-* Here one Slurm node is one NVLink domain of `gpus_per_node` (8) GPUs: a gang of G GPUs asks for
-  ceil(G / gpus_per_node) nodes with `--gres=gpu:<per node>`, one task per tensor-parallel group that
-  fits in a node (`--ntasks-per-node`), and, when it spans several nodes, `--switches=1` so that the
-  tree topology plugin keeps the whole gang under one leaf switch; the command then runs under `srun`.
-  NVL72-style racks (one NVLink domain of many nodes) would be asked for with `--segment` on Slurm
-  23.11+; Slurm 22.05 has no `--segment`, so this backend does not model multi-node NVLink domains.
-* A node's domain index is K when it has a `domainK` feature, else i-1 for a node named n<i> (the digits
-  at the end of its name), else its position in sinfo's list.
+* NVLink domain K is the set of nodes with the feature `domainK` (an HGX node alone, or the nodes of an
+  NVL72 rack); a node without such a feature is a domain of its own, K = i-1 for a node named n<i> (the
+  digits at the end of its name), else its position in sinfo's list.
+* A gang runs where gpufleet placed it: `--nodelist` when it takes whole domains, else a node count per
+  domain feature (`--constraint=[domain0*2&domain3*2]`), with `--gres=gpu:<per node>` and one task per
+  tensor-parallel group that fits in a node (`--ntasks-per-node`); a multi-node gang runs its command
+  under `srun`. `segments=True` adds `--segment=<nodes per domain>` (Slurm 23.11+ with topology/block).
+  When one job cannot say the allocation (different GPUs per node in different domains), or with
+  `pin=False`, Slurm picks the nodes and `--switches=1` keeps a multi-node gang under one leaf switch.
 * Job states: PENDING/CONFIGURING/RUNNING/COMPLETING/SUSPENDED are running (left out of `poll`'s
   answer), COMPLETED succeeded, FAILED/OUT_OF_MEMORY/TIMEOUT failed (with the exit code), CANCELLED
   failed ("cancelled"), NODE_FAIL/BOOT_FAIL/PREEMPTED/DEADLINE lost; a job Slurm no longer knows
@@ -48,15 +49,55 @@ BAD_NODE_STATES = {"DOWN", "DRAIN", "DRAINED", "DRAINING", "FAIL", "FAILING"}
 INSTALL_HINT = "install the Slurm client tools (Debian/Ubuntu: apt-get install slurm-client)"
 
 
-def _layout(launch: Launch, gpus_per_node: int) -> tuple[int, int, int]:
-    """(nodes, GPUs per node, tasks per node) of a launch."""
+def _layout(launch: Launch, gpus_per_node: int) -> tuple[int, int]:
+    """(nodes, GPUs per node) of a launch when Slurm picks the nodes."""
     gpus = max(1, launch.gpus)
+    nodes = max(1, math.ceil(gpus / max(1, gpus_per_node)))
+    return nodes, math.ceil(gpus / nodes)
+
+
+def _tasks(per_node: int, group: int) -> int:
+    """One task per tensor-parallel group when whole groups fit in a node, else one task per node."""
+    group = max(1, group)
+    return max(1, per_node // group) if group <= per_node and per_node % group == 0 else 1
+
+
+def _pinned(launch: Launch, gpus_per_node: int, domains: dict[int, list[str]],
+            segments: bool = False) -> tuple[int, int, list[str]] | None:
+    """(nodes, GPUs per node, sbatch options) that keep the gang on exactly the NVLink domains gpufleet
+    allocated: `--nodelist` when it takes whole domains, else a feature count per domain
+    (`--constraint=[domain0*2&domain3*2]`, which Slurm 22.05+ understands). None when one Slurm job cannot
+    say it (the parts need different GPUs per node); Slurm then picks the nodes."""
     gpn = max(1, gpus_per_node)
-    nodes = max(1, math.ceil(gpus / gpn))
-    per_node = math.ceil(gpus / nodes)
-    group = max(1, launch.group)
-    tasks = per_node // group if group <= per_node and per_node % group == 0 else 1
-    return nodes, per_node, max(1, tasks)
+    wanted: list[tuple[int, int]] = []  # (domain, nodes taken in it)
+    per_node: set[int] = set()
+    for d, g in launch.parts:
+        members = domains.get(d)
+        if not members:
+            raise BackendError(f"job {launch.job_id}: this Slurm cluster has no node in NVLink domain {d} "
+                               f"(the portfolio's cluster {launch.cluster} is larger than the Slurm cluster)")
+        k = max(1, math.ceil(g / gpn))
+        if k > len(members):
+            raise BackendError(f"job {launch.job_id}: NVLink domain {d} has {len(members)} node(s) of {gpn} "
+                               f"GPUs here, not the {g} GPUs allocated on it")
+        if g % k:
+            return None
+        per_node.add(g // k)
+        wanted.append((d, k))
+    if len(per_node) != 1:
+        return None
+    (per,) = per_node
+    nodes = sum(k for _, k in wanted)
+    if all(k == len(domains[d]) for d, k in wanted):
+        opts = ["--nodelist=" + ",".join(n for d, _ in wanted for n in domains[d])]
+    elif len(wanted) == 1:
+        opts = [f"--constraint=domain{wanted[0][0]}"]
+    else:
+        opts = ["--constraint=[" + "&".join(f"domain{d}*{k}" for d, k in wanted) + "]"]
+    ks = {k for _, k in wanted}
+    if segments and len(ks) == 1 and max(ks) > 1:
+        opts.append(f"--segment={max(ks)}")  # Slurm 23.11+ with topology/block: one segment per domain
+    return nodes, per, opts
 
 
 def job_name(launch: Launch) -> str:
@@ -64,13 +105,18 @@ def job_name(launch: Launch) -> str:
 
 
 def sbatch_args(launch: Launch, gpus_per_node: int, partition: str | None = None,
-                output: str | None = None) -> list[str]:
-    """sbatch's options for a launch (without the script path)."""
-    nodes, per_node, tasks = _layout(launch, gpus_per_node)
+                output: str | None = None, domains: dict[int, list[str]] | None = None,
+                segments: bool = False) -> list[str]:
+    """sbatch's options for a launch (without the script path). With `domains` (domain index -> its node
+    names) the job is pinned to the allocation's domains; without, Slurm picks nodes under one switch."""
+    pin = _pinned(launch, gpus_per_node, domains, segments) if domains is not None else None
+    if pin is not None:
+        nodes, per_node, where = pin
+    else:
+        nodes, per_node = _layout(launch, gpus_per_node)
+        where = ["--switches=1"] if nodes > 1 else []
     args = ["--parsable", "--no-requeue", f"--job-name={job_name(launch)}", f"--nodes={nodes}",
-            f"--gres=gpu:{per_node}", f"--ntasks-per-node={tasks}"]
-    if nodes > 1:
-        args.append("--switches=1")
+            f"--gres=gpu:{per_node}", f"--ntasks-per-node={_tasks(per_node, launch.group)}", *where]
     if partition:
         args.append(f"--partition={partition}")
     if output:
@@ -153,6 +199,11 @@ def _domain_of(node: dict[str, Any], position: int) -> int:
     return position
 
 
+def _natural(name: str) -> tuple:
+    """n2 before n10."""
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
+
+
 def _gres_gpus(gres: str) -> int:
     """GPUs in a gres string such as 'gpu:8', 'gpu:h100:8(S:0-1)', 'gpu:a100:4,shard:8'."""
     total = 0
@@ -170,7 +221,7 @@ class SlurmBackend:
     def __init__(self, name: str = "slurm", conf: str | None = None, partition: str | None = None,
                  cluster: str | None = None, cluster_map: dict[str, str] | None = None,
                  root: str | Path | None = None, gpus_per_node: int | None = None,
-                 poll_timeout_s: float = 30.0):
+                 poll_timeout_s: float = 30.0, pin: bool = True, segments: bool = False):
         self.name = name
         self.conf = str(conf) if conf else None
         self.partition = partition
@@ -179,7 +230,10 @@ class SlurmBackend:
         self.root = Path(root) if root else Path(tempfile.gettempdir()) / "gpufleet-slurm"
         self._gpus_per_node = gpus_per_node
         self.timeout = poll_timeout_s
+        self.pin = pin
+        self.segments = segments
         self._bad_nodes: set[str] = set()
+        self._domains: dict[int, list[str]] | None = None
 
     # -- the CLI --------------------------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
@@ -234,21 +288,42 @@ class SlurmBackend:
             self._gpus_per_node = best
         return self._gpus_per_node
 
+    def domains(self, refresh: bool = False) -> dict[int, list[str]]:
+        """NVLink domain index -> the names of its nodes (in the partition), from sinfo; cached."""
+        if self._domains is None or refresh:
+            nodes = self._json("sinfo", "--json").get("nodes", [])
+            out: dict[int, list[str]] = {}
+            for i, n in enumerate(nodes):
+                if self.partition and self.partition not in (n.get("partitions") or []):
+                    continue
+                out.setdefault(_domain_of(n, i), []).append(str(n.get("name", i)))
+            self._domains = {d: sorted(set(v), key=_natural) for d, v in sorted(out.items())}
+        return self._domains
+
+    def _sbatch_args(self, launch: Launch, output: str) -> list[str]:
+        gpn = self.gpus_per_node()
+        domains = None
+        if self.pin:
+            domains = self.domains()
+            if any(d not in domains for d, _ in launch.parts):
+                domains = self.domains(refresh=True)  # nodes may have been added since
+        return sbatch_args(launch, gpn, self.partition, output, domains, self.segments)
+
     # -- the interface --------------------------------------------------------------------------------
     def start(self, launch: Launch) -> dict[str, Any]:
         if not launch.command.strip():
             raise BackendError(f"job {launch.job_id} has no command to run")
-        gpn = self.gpus_per_node()
-        nodes, _, _ = _layout(launch, gpn)
         hid = f"{launch.job_id}.{launch.attempt}.{launch.request_id}".replace("/", "_")
         work = (self.root / "runs" / hid).resolve()
         work.mkdir(parents=True, exist_ok=True)
         Path(launch.checkpoint_dir).mkdir(parents=True, exist_ok=True)
+        output = work / "output.log"
+        args = self._sbatch_args(launch, str(output))
+        nodes = int(next(a for a in args if a.startswith("--nodes=")).split("=", 1)[1])
         script = work / "job.sh"
         script.write_text(batch_script(launch, nodes))
         script.chmod(0o755)
-        output = work / "output.log"
-        r = self._run("sbatch", *sbatch_args(launch, gpn, self.partition, str(output)), str(script), cwd=work)
+        r = self._run("sbatch", *args, str(script), cwd=work)
         if r.returncode != 0:
             raise BackendError(f"sbatch refused job {launch.job_id}: {r.stderr.strip()}")
         out = r.stdout.strip().splitlines()
@@ -257,7 +332,8 @@ class SlurmBackend:
         except (IndexError, ValueError) as e:
             raise BackendError(f"sbatch gave no job id for job {launch.job_id}: {r.stdout!r}") from e
         return {"id": jid, "cluster": launch.cluster, "conf": self.conf, "dir": str(work),
-                "name": job_name(launch), "output": str(output)}
+                "name": job_name(launch), "output": str(output),
+                "where": [a for a in args if a.startswith(("--nodelist=", "--constraint=", "--switches="))]}
 
     def poll(self, handles: dict[int, dict[str, Any]]) -> dict[int, Status]:
         if not handles:
