@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from ..devtools.cli import dev_app
 from . import demo as demo_cmd
 from . import inputs, live, place, simulate
 from . import plan as plan_cmd
@@ -25,6 +26,7 @@ app.command()(simulate.simulate)
 app.command()(plan_cmd.plan)
 app.command()(demo_cmd.demo)
 live.register(app)
+app.add_typer(dev_app, name="dev")
 
 
 def run() -> None:
