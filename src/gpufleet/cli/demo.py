@@ -51,10 +51,24 @@ def _notes(cost: dict, base: dict) -> list[str]:
 
 
 def demo(report: Annotated[str, typer.Option(help="where to write the HTML report")] = "gpufleet-demo.html",
-         json_out: Annotated[Optional[str], typer.Option("--json", help="also write both result documents here")] = None,
-         seed: Annotated[int, typer.Option(help="random seed")] = 0) -> None:
+         json_out: Annotated[Optional[str], typer.Option(
+             "--json", is_flag=False, flag_value="-",
+             help="write the result document(s) to this file, or to stdout when no file (or -) is given; "
+                  "with --live, instead of the narration and report")] = None,
+         seed: Annotated[int, typer.Option(help="random seed")] = 0,
+         live: Annotated[bool, typer.Option("--live", help="run the live failover demo instead: two local "
+                         "Slurm clusters, a real `gpufleet serve`, provider A's Slurm stopped under a "
+                         "training gang (docs/demo-live.md)")] = False,
+         workdir: Annotated[Optional[str], typer.Option(help="--live: work in this directory (default: a "
+                            "new temporary one)")] = None,
+         keep: Annotated[bool, typer.Option(help="--live: keep the work dir (logs, database, checkpoints)")]
+         = False) -> None:
     """Simulate the bundled frontier-lab portfolio through its ramp with one provider outage, under the
-    `cost` profile and the `list-price` baseline, and say what to look at."""
+    `cost` profile and the `list-price` baseline, and say what to look at. With --live: fail a training
+    gang over between two real local Slurm clusters (exit 0 it worked, 1 it did not, 3 Slurm missing)."""
+    if live:
+        from .demo_live import run_live
+        raise typer.Exit(run_live(workdir, keep, json_out))
     file = example_path("frontier-lab.yaml")
     p = scenario_or_exit(file)
     out.print(f"gpufleet demo: [bold]{p.scenario.name}[/], {p.start} .. {DEMO_UNTIL}, outage {DEMO_OUTAGE}, "

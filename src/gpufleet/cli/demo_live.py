@@ -1,0 +1,585 @@
+"""`gpufleet demo --live`: a real failover between two providers, each a local Slurm cluster.
+
+Two Slurm clusters (prov-a, prov-b: 2 nodes x 8 fake GPUs, one node per NVLink domain) are started with
+gpufleet.devtools.slurm_dev, a `gpufleet serve` subprocess schedules onto them through two Slurm backends,
+a 16-GPU TP=8 training gang that writes a checkpoint every step starts on the cheaper provider A, and A's
+Slurm is stopped under it. The server notices, requeues the gang and it finishes on provider B from its
+last checkpoint; a small batch job pinned to B runs alongside and is not affected. Everything started is
+stopped again, also on Ctrl-C or error.
+
+Exit codes: 0 the failover worked, 1 it did not (or something failed on the way), 3 Slurm is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+
+from ..devtools import slurm_dev
+from .common import EXIT_FAILURE, EXIT_OK, emit_json, err, escape, out
+
+EXIT_NO_SLURM = 3
+INSTALL_HINT = "apt-get install slurmctld slurmd slurm-client"
+MAX_CLUSTER_DIR = 60  # Slurm's unix sockets live under DIR/spool/<node>/; their paths are limited to 108 bytes
+
+STEPS = 30            # training steps of the gang; one checkpoint per step
+STEP_S = 0.3          # seconds per step
+STOP_AT_STEP = 6      # provider A's Slurm is stopped once the gang has checkpointed this step
+
+PROVIDERS = (("prov-a", "a-h100", "slurm-a"), ("prov-b", "b-h100", "slurm-b"))
+
+SCENARIO = """\
+name: live-failover-demo
+start: 2026-01-01
+end: 2036-01-01
+providers:
+  - {name: prov-a, kind: custom, regions: [local]}
+  - {name: prov-b, kind: custom, regions: [local]}
+clusters:
+  - {name: a-h100, provider: prov-a, region: local, gpu: H100, domain_size: 8, domains: 2,
+     price_per_gpu_hour: 2.0, backend: slurm-a}
+  - {name: b-h100, provider: prov-b, region: local, gpu: H100, domain_size: 8, domains: 2,
+     price_per_gpu_hour: 3.0, backend: slurm-b}
+contracts:
+  - {name: a-od, kind: on_demand, provider: prov-a, clusters: [a-h100], start: 2026-01-01, end: 2036-01-01}
+  - {name: b-od, kind: on_demand, provider: prov-b, clusters: [b-h100], start: 2026-01-01, end: 2036-01-01}
+teams:
+  - {name: research, quota_gpus: 32}
+"""
+
+# Resumes from $GPUFLEET_CHECKPOINT_DIR/step, then writes each step there atomically.
+TRAIN = ('d="$GPUFLEET_CHECKPOINT_DIR"; n=$(cat "$d/step" 2>/dev/null || echo 0); '
+         'echo "resume at $n on $GPUFLEET_CLUSTER"; '
+         f'while [ "$n" -lt {STEPS} ]; do n=$((n+1)); '
+         f'echo $n > "$d/step.tmp" && mv "$d/step.tmp" "$d/step"; sleep {STEP_S}; done; echo "done at $n"')
+EXTRA = 'echo "eval on $GPUFLEET_CLUSTER"; sleep 3; echo "eval done"'
+
+TRAIN_JOB = {"name": "train-16", "kind": "training", "team": "research", "gpus": "H100:16", "tp": 8,
+             "command": TRAIN, "checkpoint_interval_s": 1}
+EXTRA_JOB = {"name": "eval-b", "kind": "batch", "team": "research", "gpus": "H100:1", "providers": ["prov-b"],
+             "preemptible": False, "command": EXTRA}
+
+TIMEOUT_START_S = 180     # the gang running on A
+TIMEOUT_PROGRESS_S = 120  # the gang checkpointing STOP_AT_STEP
+TIMEOUT_END_S = 300       # the gang finishing after A is gone
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+class DemoFailed(Exception):
+    """A step of the demo could not be carried out (the failover is then reported as not working)."""
+
+
+def missing_slurm() -> list[str]:
+    """The Slurm programs this machine lacks (daemons and client commands), empty when all are present."""
+    return slurm_dev.missing_binaries()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _slurm_dev(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gpufleet.devtools.slurm_dev", *args], check=False,
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@dataclass
+class Narrator:
+    console: Console
+    t0: float = field(default_factory=time.monotonic)
+
+    def __call__(self, msg: str) -> None:
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')} +{time.monotonic() - self.t0:5.1f}s[/]  {msg}")
+
+
+@dataclass
+class Cluster:
+    name: str
+    link: Path            # WORKDIR/NAME
+    dir: Path             # where the cluster lives (WORKDIR/NAME, or a short /tmp directory it links to)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def conf(self) -> Path:
+        return self.dir / "slurm.conf"
+
+    def nodes_of(self, slurm_job_name: str) -> str | None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SQUEUE_"))}
+        env["SLURM_CONF"] = str(self.conf)
+        try:
+            r = subprocess.run(["squeue", "-h", "-n", slurm_job_name, "-o", "%N"], check=False,
+                               capture_output=True, text=True, env=env, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        lines = r.stdout.strip().splitlines()
+        return lines[0] if r.returncode == 0 and lines else None
+
+
+class Demo:
+    def __init__(self, workdir: Path, say: Callable[[str], None]):
+        self.workdir = workdir
+        self.say = say
+        self.clusters: dict[str, Cluster] = {}
+        self.short_dirs: list[Path] = []
+        self.server: subprocess.Popen | None = None
+        self.server_log = workdir / "server.log"
+        self.token = secrets.token_urlsafe(24)
+        self.url = ""
+        self.http = httpx.Client(timeout=30, headers={"Authorization": f"Bearer {self.token}"})
+        self.event_after = 0
+        self.events: list[dict] = []
+
+    # -- clusters ---------------------------------------------------------------------------------------
+    def _cluster_dir(self, name: str) -> Cluster:
+        link = self.workdir / name
+        d = link
+        if len(str(link.resolve())) > MAX_CLUSTER_DIR:
+            d = Path(tempfile.mkdtemp(prefix=f"gpufleet-{name}-", dir="/tmp"))
+            self.short_dirs.append(d)
+            link.symlink_to(d)
+        return Cluster(name, link, d.resolve())
+
+    def start_clusters(self) -> None:
+        for name, _, _ in PROVIDERS:
+            self.clusters[name] = self._cluster_dir(name)
+        procs = {}
+        for c in self.clusters.values():  # both at once
+            procs[c.name] = subprocess.Popen(
+                [sys.executable, "-m", "gpufleet.devtools.slurm_dev", "up", str(c.dir), "--json", "--clean",
+                 "--name", c.name, "--nodes", "2", "--gpus-per-node", "8", "--nodes-per-domain", "1",
+                 "--timeout", "120"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        problems = []
+        for name, p in procs.items():
+            try:
+                so, se = p.communicate(timeout=240)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                so, se = p.communicate()
+            if p.returncode != 0:
+                problems.append(f"{name}: {se.strip() or 'exit ' + str(p.returncode)}")
+                continue
+            self.clusters[name].info = json.loads(so.strip().splitlines()[-1])
+        if problems:
+            raise DemoFailed("could not start the Slurm clusters:\n" + "\n".join(problems))
+        for c in self.clusters.values():
+            i = c.info
+            self.say(f"Slurm cluster [bold]{c.name}[/] up: slurmctld on 127.0.0.1:{i['controller_port']}, "
+                     f"nodes {', '.join(i['nodes'])} x {i['gpus_per_node']} GPUs (one NVLink domain each)")
+
+    def stop_cluster(self, name: str) -> None:
+        c = self.clusters[name]
+        r = _slurm_dev("down", str(c.dir))
+        if r.returncode != 0:
+            raise DemoFailed(f"could not stop {name}: {r.stderr.strip()}")
+
+    def leftover_processes(self) -> dict[str, int]:
+        """Slurm processes still running for each cluster of the demo."""
+        return {n: len(slurm_dev.cluster_processes(c.dir)) for n, c in self.clusters.items()}
+
+    # -- server -----------------------------------------------------------------------------------------
+    def start_server(self) -> None:
+        (self.workdir / "scenario.yaml").write_text(SCENARIO)
+        (self.workdir / "backends.yaml").write_text("".join(
+            f"{be}: {{kind: slurm, conf: {self.clusters[prov].conf}, cluster: {cl}}}\n"
+            for prov, cl, be in PROVIDERS))
+        port = _free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "GPUFLEET_ADMIN_TOKEN": self.token}
+        with open(self.server_log, "ab") as log:
+            self.server = subprocess.Popen(
+                [sys.executable, "-m", "gpufleet", "serve", "--db", f"sqlite:///{self.workdir / 'gpufleet.db'}",
+                 "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(self.workdir),
+                 "--scenario", str(self.workdir / "scenario.yaml"), "--backend", "slurm-a",
+                 "--backends", str(self.workdir / "backends.yaml"), "--poll", "0.3"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                start_new_session=True)  # Ctrl-C reaches the demo, which stops the server itself
+        end = time.monotonic() + 90
+        while True:
+            if self.server.poll() is not None:
+                raise DemoFailed(f"gpufleet serve exited ({self.server.returncode}):\n{self._server_tail()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > end:
+                raise DemoFailed(f"gpufleet serve did not answer within 90s:\n{self._server_tail()}")
+            time.sleep(0.1)
+        self.say(f"gpufleet serve up at {self.url} (SQLite in the work dir; backends slurm-a -> prov-a, "
+                 "slurm-b -> prov-b; polling every 0.3s)")
+
+    def _server_tail(self, n: int = 20) -> str:
+        try:
+            return "\n".join(self.server_log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop_server(self) -> None:
+        p = self.server
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+    # -- API --------------------------------------------------------------------------------------------
+    def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            r = self.http.request(method, self.url + path, **kw)
+        except httpx.HTTPError as e:
+            raise DemoFailed(f"{method} {path}: {e}") from e
+        if r.status_code >= 400:
+            raise DemoFailed(f"{method} {path}: HTTP {r.status_code}: {r.text[:500]}")
+        return r
+
+    def submit(self, spec: dict) -> int:
+        return int(self.api("POST", "/v1/jobs", json={"job": spec}).json()["id"])
+
+    def job(self, jid: int) -> dict:
+        return self.api("GET", f"/v1/jobs/{jid}").json()
+
+    def new_events(self) -> list[dict]:
+        evs = self.api("GET", "/v1/events", params={"after": self.event_after}).json()
+        if evs:
+            self.event_after = evs[-1]["id"]
+            self.events += evs
+        return evs
+
+    def logs(self, jid: int) -> str:
+        try:
+            return self.api("GET", f"/v1/jobs/{jid}/logs").text
+        except DemoFailed:
+            return ""
+
+    def step(self, jid: int) -> int | None:
+        try:
+            return int((self.workdir / "checkpoints" / str(jid) / "step").read_text().strip() or 0)
+        except (OSError, ValueError):
+            return None
+
+
+def _attempts(job: dict) -> list[dict]:
+    return [{"attempt": p["attempt"], "cluster": p["cluster"], "provider": p["provider"], "backend": p["backend"],
+             "outcome": p["outcome"]} for p in job.get("placements", [])]
+
+
+def _story(d: Demo, jid: int, extra: int) -> dict[str, Any]:
+    """Drive the demo once the clusters and the server are up; the result document (without cleanup)."""
+    say = d.say
+    res: dict[str, Any] = {"job": {"id": jid, "name": TRAIN_JOB["name"], "gpus": 16, "tp": 8, "steps": STEPS},
+                           "extra_job": {"id": extra, "name": EXTRA_JOB["name"]}}
+    nodes: dict[int, str] = {}
+    seen_running: set[int] = set()
+    find_nodes: dict[int, str] = {}  # attempt -> provider whose Slurm is asked where it runs
+    stopped: set[str] = set()
+    extra_started = False
+    last_step: int | None = None
+    state: dict[str, int | None] = {"resumed": None}
+    extra_reported = False
+
+    def watch() -> dict:
+        nonlocal last_step, extra_reported, extra_started
+        for e in d.new_events():
+            if e["kind"] == "capacity_lost":
+                msg = " ".join(e["message"].split())
+                say(f"[bold red]capacity lost[/]: {escape(msg if len(msg) < 200 else msg[:197] + '...')}")
+            elif e["kind"] == "requeued" and e["job_id"] == jid:
+                say(f"[yellow]requeued[/] job {jid}: {escape(e['message'])}")
+        job = d.job(jid)
+        att = job["attempt"]
+        if job["state"] == "running" and att not in seen_running:
+            seen_running.add(att)
+            pl = job["placements"][-1]
+            domains = sorted({int(part[0]) for part in pl["parts"]})
+            say(f"job {jid} [green]running[/] (attempt {att}) on [bold]{pl['provider']}[/]'s cluster "
+                f"{pl['cluster']} via {pl['backend']}, NVLink domains {', '.join(map(str, domains))}")
+            if pl["provider"] in d.clusters:
+                find_nodes[att] = pl["provider"]
+        for a, prov in list(find_nodes.items()):
+            if prov in stopped or job["state"] != "running":
+                del find_nodes[a]
+                continue
+            where = d.clusters[prov].nodes_of(f"gpufleet-{jid}-{a}")
+            if where:
+                nodes[a] = where
+                del find_nodes[a]
+                say(f"{prov}'s Slurm runs it as job gpufleet-{jid}-{a} on nodes [bold]{where}[/]")
+        step = d.step(jid)
+        if step is not None and step != last_step and job["state"] == "running":
+            if state["resumed"] is None and att > 1:
+                m = re.search(r"resume at (\d+) on (\S+)", d.logs(jid))
+                if m:
+                    state["resumed"] = int(m.group(1))
+                    say(f"job {jid} [green]resumed from checkpoint step {m.group(1)}[/] on {m.group(2)}")
+            say(f"job {jid} checkpoint step {step}/{STEPS}")
+            last_step = step
+        if not extra_reported:
+            ej = d.job(extra)
+            if ej["state"] == "running" and not extra_started:
+                extra_started = True
+                say(f"extra job {extra} ({EXTRA_JOB['name']}) running on {ej['placements'][-1]['cluster']}")
+            if ej["state"] in FINAL:
+                extra_reported = True
+                pl = ej["placements"][-1] if ej["placements"] else {}
+                say(f"extra job {extra} ({EXTRA_JOB['name']}, 1 GPU on prov-b) {ej['state']} on "
+                    f"{pl.get('cluster', '?')}, attempt {ej['attempt']}")
+        return job
+
+    def until(pred: Callable[[dict], bool], timeout: float, what: str) -> dict:
+        end = time.monotonic() + timeout
+        while True:
+            job = watch()
+            if pred(job):
+                return job
+            if job["state"] in FINAL:
+                raise DemoFailed(f"job {jid} ended {job['state']} while waiting for {what}")
+            if time.monotonic() > end:
+                raise DemoFailed(f"timed out after {timeout:.0f}s waiting for {what} (job {jid} {job['state']})")
+            if d.server is not None and d.server.poll() is not None:
+                raise DemoFailed(f"gpufleet serve exited ({d.server.returncode}):\n{d._server_tail()}")
+            time.sleep(0.3)
+
+    job = until(lambda j: j["state"] == "running", TIMEOUT_START_S, "the gang to run")
+    first = job["placements"][-1]
+    if first["provider"] != "prov-a":
+        raise DemoFailed(f"the gang started on {first['provider']}, not on the cheaper prov-a")
+    until(lambda j: (d.step(jid) or 0) >= STOP_AT_STEP, TIMEOUT_PROGRESS_S, f"checkpoint step {STOP_AT_STEP}")
+    say("[bold red]stopping provider A's Slurm[/] (slurmctld, both slurmds and the gang's processes)")
+    t_stop = time.monotonic()
+    stopped.add("prov-a")
+    d.stop_cluster("prov-a")
+    res["job"]["last_step_on_a"] = last_on_a = last_step = d.step(jid)
+    say(f"provider A is gone; the last checkpoint it wrote is step {last_on_a}")
+    job = until(lambda j: j["attempt"] >= 2 and j["state"] == "running", TIMEOUT_END_S,
+                "the gang to run again")
+    res["failover_s"] = round(time.monotonic() - t_stop, 1)
+    job = until(lambda j: j["state"] in FINAL, TIMEOUT_END_S, "the gang to finish")
+    say(f"job {jid} [bold green]{job['state']}[/]" if job["state"] == "succeeded" else
+        f"job {jid} [bold red]{job['state']}[/]")
+    log = d.logs(jid)
+    m = re.search(r"resume at (\d+) on (\S+)", log)
+    if m and state["resumed"] is None:
+        state["resumed"] = int(m.group(1))
+        say(f"job {jid} resumed from checkpoint step {m.group(1)} on {m.group(2)}")
+    done = re.search(r"done at (\d+)", log)
+    for _ in range(40):  # the extra job may still be finishing
+        if extra_reported:
+            break
+        watch()
+        time.sleep(0.3)
+    ej = d.job(extra)
+    atts = _attempts(job)
+    for a in atts:
+        a["nodes"] = nodes.get(a["attempt"])
+    res["job"].update({"state": job["state"], "attempts": atts, "lost_gpu_hours": job["lost_gpu_hours"],
+                       "resumed_from_step": state["resumed"], "final_step": int(done.group(1)) if done else None})
+    res["extra_job"].update({"state": ej["state"], "attempt": ej["attempt"], "attempts": _attempts(ej)})
+    queue = d.api("GET", "/v1/jobs").json()
+    by_state: dict[str, int] = {}
+    for j in queue:
+        by_state[j["state"]] = by_state.get(j["state"], 0) + 1
+    others = [j for j in queue if j["id"] != jid]
+    res["queue"] = {"jobs": len(queue), "by_state": by_state,
+                    "other_jobs_lost": sum(1 for j in others if j["state"] != "succeeded" or j["attempt"] != 1
+                                           or j["lost_gpu_hours"] > 0)}
+    res["capacity_lost"] = [{"target": e["detail"].get("target"), "message": e["message"]}
+                            for e in d.events if e["kind"] == "capacity_lost"]
+    res["events"] = [{"at": e["at"], "kind": e["kind"], "job_id": e["job_id"], "message": e["message"]}
+                     for e in d.events]
+    return res
+
+
+def _problems(res: dict) -> list[str]:
+    """Why the result does not show a working failover (empty when it does)."""
+    p = []
+    job, ex = res.get("job", {}), res.get("extra_job", {})
+    if res.get("error"):
+        p.append(res["error"])
+    if not job.get("attempts"):
+        return p or ["the gang never ran"]
+    if job.get("state") != "succeeded":
+        p.append(f"the gang ended {job.get('state')}")
+    if [a["provider"] for a in job["attempts"]] != ["prov-a", "prov-b"]:
+        p.append(f"the gang ran on {[a['provider'] for a in job['attempts']]}, not prov-a then prov-b")
+    elif job["attempts"][0]["outcome"] != "lost":
+        p.append(f"the attempt on prov-a ended {job['attempts'][0]['outcome']}, not lost")
+    if not job.get("lost_gpu_hours", 0) > 0:
+        p.append("no lost GPU-hours were reported")
+    if not (job.get("resumed_from_step") or 0) >= 1:
+        p.append("the gang did not resume from a checkpoint")
+    elif job.get("last_step_on_a") is not None and job["resumed_from_step"] < job["last_step_on_a"]:
+        p.append(f"the gang resumed from step {job['resumed_from_step']}, behind A's last checkpoint "
+                 f"{job['last_step_on_a']}")
+    if job.get("final_step") != STEPS:
+        p.append(f"the gang did not reach step {STEPS}")
+    if [c["target"] for c in res.get("capacity_lost", [])] != ["a-h100"]:
+        p.append(f"capacity lost on {[c['target'] for c in res.get('capacity_lost', [])]}, expected a-h100 only")
+    if ex.get("state") != "succeeded" or [a["provider"] for a in ex.get("attempts", [])] != ["prov-b"]:
+        p.append(f"the extra job ended {ex.get('state')} after {ex.get('attempts')}")
+    if res.get("queue", {}).get("other_jobs_lost"):
+        p.append(f"{res['queue']['other_jobs_lost']} other job(s) were affected")
+    left = {k: v for k, v in res.get("leftover_processes", {}).items() if v}
+    if left:
+        p.append(f"Slurm processes left running: {left}")
+    return p
+
+
+def _report(res: dict) -> None:
+    job, ex = res["job"], res["extra_job"]
+    out.print()
+    out.print("[bold]Failover report[/]")
+    for a in job.get("attempts", []):
+        out.print(f"  attempt {a['attempt']}: {a['provider']} / {a['cluster']} (backend {a['backend']}), "
+                  f"Slurm nodes {a.get('nodes') or '?'}: {a['outcome'] or 'running'}")
+    if "lost_gpu_hours" in job:
+        out.print(f"  lost work: {job['lost_gpu_hours']:.4f} GPU-hours = {job['lost_gpu_hours'] * 3600:,.0f} "
+                  "GPU-seconds (16 GPUs since the last checkpoint on prov-a)")
+        out.print(f"  last checkpoint on prov-a: step {job.get('last_step_on_a')}; resumed on prov-b from step "
+                  f"{job.get('resumed_from_step')}; finished at step {job.get('final_step')} of {STEPS}")
+    if "failover_s" in res:
+        out.print(f"  from stopping prov-a's Slurm to running on prov-b: {res['failover_s']:.1f}s")
+    if "state" in ex:
+        where = ", ".join(a["provider"] for a in ex.get("attempts", []))
+        out.print(f"  extra job {ex['id']} ({ex['name']}): {ex['state']} on {where or '-'} "
+                  f"in {ex['attempt']} attempt(s)")
+    if "queue" in res:
+        q = res["queue"]
+        out.print(f"  queue: {q['jobs']} jobs, {', '.join(f'{n} {s}' for s, n in q['by_state'].items())}; "
+                  f"other jobs lost or requeued: {q['other_jobs_lost']}")
+    left = res.get("leftover_processes", {})
+    out.print("  cleanup: server stopped, Slurm clusters stopped"
+              + ("" if not any(left.values()) else f" [red](processes left: {left})[/]")
+              + (f"; work dir kept at {res['workdir']}" if res.get("kept") else "; work dir removed"))
+    out.print(f"  wall time: {res['wall_s']:.1f}s")
+    if res["ok"]:
+        out.print("[bold green]failover worked[/]: the gang finished on provider B from its last checkpoint, "
+                  "and nothing else was lost")
+    else:
+        out.print("[bold red]failover did not work[/]:")
+        for p in res["problems"]:
+            out.print(f"  - {escape(p)}")
+
+
+def run_live(workdir: str | None, keep: bool, json_out: str | None = None) -> int:
+    """The whole demo; returns the exit code. json_out "-": the result document on stdout instead of the
+    narration and report (which go to stderr); a path: the document written there as well."""
+    as_json = json_out == "-"
+    missing = missing_slurm()
+    if missing:
+        msg = (f"Slurm is not installed here (missing {', '.join(missing)}); the live demo runs two local "
+               f"Slurm clusters. Install them with: {INSTALL_HINT}")
+        doc = {"ok": False, "error": "slurm_missing", "missing": missing, "install": INSTALL_HINT}
+        if as_json:
+            emit_json(doc)
+        elif json_out:
+            Path(json_out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        err.print(f"[bold red]error:[/] {escape(msg)}")
+        return EXIT_NO_SLURM
+    t0 = time.monotonic()
+    say = Narrator(err if as_json else out, t0)
+    if workdir:
+        wd = Path(workdir).resolve()
+        wd.mkdir(parents=True, exist_ok=True)
+        for name, _, _ in PROVIDERS:  # a previous run's clusters in this dir: stop them, start afresh
+            p = wd / name
+            if p.is_symlink() or p.exists():
+                _slurm_dev("down", str(p.resolve()))
+                if p.is_symlink():
+                    p.unlink()
+        created = False
+    else:
+        wd = Path(tempfile.mkdtemp(prefix="gpufleet-demo-", dir="/tmp"))
+        created = True
+    d = Demo(wd, say)
+    res: dict[str, Any] = {"workdir": str(wd), "job": {}, "extra_job": {}}
+    old_term = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if hasattr(signal, "SIGTERM") and _main_thread():
+        signal.signal(signal.SIGTERM, on_term)
+    interrupted = False
+    try:
+        say(f"live failover demo in {wd}")
+        d.start_clusters()
+        d.start_server()
+        jid = d.submit(TRAIN_JOB)
+        say(f"submitted job {jid}: {TRAIN_JOB['name']}, 16 x H100, TP=8 (two NVLink domains), "
+            f"{STEPS} steps, a checkpoint every step")
+        extra = d.submit(EXTRA_JOB)
+        say(f"submitted job {extra}: {EXTRA_JOB['name']}, 1 x H100 batch job pinned to prov-b")
+        res.update(_story(d, jid, extra))
+    except DemoFailed as e:
+        res["error"] = str(e)
+        say(f"[bold red]{escape(str(e))}[/]")
+    except KeyboardInterrupt:
+        interrupted = True
+        say("interrupted: cleaning up")
+    finally:
+        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+        try:
+            d.stop_server()
+            for name, c in d.clusters.items():
+                r = _slurm_dev("down", str(c.dir))
+                if r.returncode != 0:
+                    res.setdefault("cleanup_errors", []).append(f"{name}: {r.stderr.strip()}")
+            res["leftover_processes"] = d.leftover_processes()
+            d.http.close()
+            if not keep:
+                for sd in d.short_dirs:
+                    shutil.rmtree(sd, ignore_errors=True)
+                if created:
+                    shutil.rmtree(wd, ignore_errors=True)
+                else:
+                    for name, c in d.clusters.items():
+                        if c.link.is_symlink():
+                            c.link.unlink()
+            say("server and both Slurm clusters stopped" + (f"; work dir kept: {wd}" if keep else ""))
+        finally:
+            if old_int is not None:
+                signal.signal(signal.SIGINT, old_int)
+            if _main_thread():
+                signal.signal(signal.SIGTERM, old_term)
+    if interrupted:
+        raise KeyboardInterrupt
+    res["kept"] = keep
+    res["wall_s"] = round(time.monotonic() - t0, 1)
+    res["problems"] = _problems(res)
+    res["ok"] = not res["problems"]
+    res["clusters"] = {n: {"dir": str(c.dir), "nodes": c.info.get("nodes"),
+                           "controller_port": c.info.get("controller_port")} for n, c in d.clusters.items()}
+    if as_json:
+        emit_json(res)
+    else:
+        if json_out:
+            Path(json_out).write_text(json.dumps(res, indent=2, default=str) + "\n", encoding="utf-8")
+        _report(res)
+    return EXIT_OK if res["ok"] else EXIT_FAILURE
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
