@@ -29,7 +29,9 @@ DOCS = {"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}
 PUBLIC = {("GET", "/health"), ("GET", "/metrics"),
           ("GET", "/")}  # the dashboard: a static page that reads the API with a token pasted into the tab
 ADMIN_ONLY = {("PUT", "/v1/portfolio"), ("PUT", "/v1/teams/{name}"), ("POST", "/v1/tokens"),
-              ("GET", "/v1/tokens"), ("DELETE", "/v1/tokens/{token_id}"), ("POST", "/v1/capacity")}
+              ("GET", "/v1/tokens"), ("DELETE", "/v1/tokens/{token_id}"), ("POST", "/v1/capacity"),
+              ("GET", "/v1/spend"), ("GET", "/v1/backends/{name}/capacity-blocks"),
+              ("POST", "/v1/backends/{name}/capacity-blocks")}
 ANY_TOKEN = {("GET", "/v1/whoami"), ("GET", "/v1/portfolio"), ("GET", "/v1/teams"), ("POST", "/v1/jobs"),
              ("GET", "/v1/jobs"), ("GET", "/v1/jobs/{job_id}"), ("POST", "/v1/jobs/{job_id}/cancel"),
              ("GET", "/v1/jobs/{job_id}/logs"), ("GET", "/v1/placements"), ("GET", "/v1/events"),
@@ -43,6 +45,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/tokens"): {"team": "research", "name": "sneaky"},
     ("POST", "/v1/jobs"): {"job": {"name": "sneaky", "kind": "batch", "gpus": "H100:1", "command": "true"}},
     ("POST", "/v1/capacity"): {"scope": "cluster", "target": "local-a", "reason": "sneaky"},
+    ("POST", "/v1/backends/{name}/capacity-blocks"): {"offering_id": "cb-sneaky"},
 }
 
 

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import httpx
+import pytest
 from live_helpers import ADMIN, wait_for
 from server_proc import ServerProcess
 from sqlalchemy import func, select
@@ -163,6 +164,17 @@ def test_client_verbs_against_a_real_server(tmp_path):
         kinds = [e["kind"] for e in json.loads(gpufleet("events", "--job", str(jid), "--json", env=env).stdout)]
         assert kinds == ["submitted", "placed", "started", "succeeded"]
         assert json.loads(gpufleet("cancel", str(jid), "--json", env=env).stdout)["state"] == "succeeded"
+        admin = {**base, "GPUFLEET_TOKEN": ADMIN}
+        bill = json.loads(gpufleet("spend", "--json", env=admin).stdout)
+        (pl,) = json.loads(gpufleet("job", str(jid), "--json", env=env).stdout)["placements"]
+        hours = (pl["released_at"] - pl["placed_at"]) * 2 / 3600
+        assert bill["clusters"] == [{"cluster": "local-a", "provider": "site-a", "gpu_hours": pytest.approx(hours)}]
+        assert bill["total_usd"] == pytest.approx(hours * 2.0) and hours > 0  # site-a on demand at $2
+        r = gpufleet("spend", env=admin)
+        assert r.returncode == 0 and "site-a-od" in r.stdout
+        assert gpufleet("spend", env=env).returncode == 4  # a team token does not see the bill
+        r = gpufleet("capacity", "blocks", "local", "--instance-type", "p5.48xlarge", env=admin)
+        assert r.returncode == 2 and "does not sell capacity blocks" in r.stderr
         # exit codes: refused 4, bad input 2, unreachable 1, unknown job 1
         assert gpufleet("jobs", env={**base, "GPUFLEET_TOKEN": "wrong"}).returncode == 4
         assert gpufleet("token", "create", "--team", "research", env=env).returncode == 4  # not admin

@@ -156,6 +156,10 @@ class AwsBackend:
             self._offers[o["CapacityBlockOfferingId"]] = o
         return offers
 
+    def offering(self, offering_id: str) -> dict[str, Any] | None:
+        """An offering seen by the last `find_capacity_blocks` calls (its price is checked before buying)."""
+        return self._offers.get(offering_id)
+
     def buy_capacity_block(self, offering_id: str, upfront_fee: float | None = None) -> dict[str, Any]:
         """Buy an offering; returns the capacity reservation with `cost_usd` (the upfront fee)."""
         resp = self._call("purchase_capacity_block", CapacityBlockOfferingId=offering_id,

@@ -266,7 +266,8 @@ def events(job_id: Annotated[Optional[int], typer.Option("--job", help="only thi
 token_app = typer.Typer(help="API tokens (admin).", no_args_is_help=True)
 portfolio_app = typer.Typer(help="The portfolio the server schedules on.", no_args_is_help=True)
 team_app = typer.Typer(help="Teams and their GPU quotas (admin).", no_args_is_help=True)
-capacity_app = typer.Typer(help="Mark capacity failed or repaired (admin).", no_args_is_help=True)
+capacity_app = typer.Typer(help="Mark capacity failed or repaired; find and buy Capacity Blocks (admin).",
+                           no_args_is_help=True)
 
 
 @token_app.command("create")
@@ -392,6 +393,68 @@ def capacity_repair(cluster: Annotated[Optional[str], typer.Option(help="cluster
     _capacity(False, cluster, provider, domain, "repaired", server, as_json)
 
 
+@capacity_app.command("blocks")
+def capacity_blocks(backend: Annotated[str, typer.Argument(help="a backend that sells Capacity Blocks (aws)")],
+                    instance_type: Annotated[str, typer.Option(help="e.g. p5.48xlarge, u-p6e-gb200x72")],
+                    count: Annotated[int, typer.Option(min=1, help="instances")] = 1,
+                    hours: Annotated[int, typer.Option(min=1, help="duration in hours")] = 24,
+                    server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """Capacity Block offerings the backend can buy, cheapest first."""
+    res = Client(server).call("GET", f"/v1/backends/{backend}/capacity-blocks",
+                              params={"instance_type": instance_type, "count": count, "hours": hours})
+    if as_json:
+        emit_json(res)
+        return
+    t = Table("offering", "type", "count", "zone", "start", "hours", "upfront USD", box=None, header_style="bold")
+    for o in res["offerings"]:
+        fee = o["upfront_fee_usd"]
+        t.add_row(o["offering_id"], o["instance_type"], str(o["count"]), o["availability_zone"] or "-",
+                  str(o["start"]), str(o["hours"]), f"{fee:,.2f}" if fee is not None else "-")
+    out.print(t if res["offerings"] else "no offerings")
+
+
+@capacity_app.command("buy-block")
+def capacity_buy_block(backend: Annotated[str, typer.Argument(help="the backend that found the offering")],
+                       offering: Annotated[str, typer.Argument(help="offering id from `capacity blocks`")],
+                       cluster: Annotated[Optional[str], typer.Option(
+                           help="cluster the block is for (default: the backend's only one)")] = None,
+                       max_usd: Annotated[Optional[float], typer.Option(
+                           min=0, help="refuse an offering dearer than this")] = None,
+                       server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """Buy a Capacity Block; its upfront fee is recorded and billed under the provider's contracts."""
+    res = Client(server).call("POST", f"/v1/backends/{backend}/capacity-blocks",
+                              json_body={"offering_id": offering, "cluster": cluster, "max_usd": max_usd})
+    if as_json:
+        emit_json(res)
+        return
+    out.print(f"bought capacity block {res['reservation']['id']} for {res['cluster']} ({res['provider']}): "
+              f"${res['usd']:,.2f}")
+
+
+def spend(since: Annotated[Optional[str], typer.Option(help="from this date/time (UTC; default: the first "
+                                                         "portfolio loaded)")] = None,
+          until: Annotated[Optional[str], typer.Option(help="until this date/time (UTC; default: now)")] = None,
+          server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """What the fleet has cost: usage billed under the contracts plus fees, per provider and contract (admin)."""
+    params = {k: v for k, v in (("since", since), ("until", until)) if v}
+    res = Client(server).call("GET", "/v1/spend", params=params)
+    if as_json:
+        emit_json(res)
+        return
+    out.print(f"spend {_when(res['since'])} .. {_when(res['until'])} UTC: [bold]${res['total_usd']:,.2f}[/] "
+              f"(usage ${res['usage_usd']:,.2f}, fees ${res['fees_usd']:,.2f})")
+    t = Table("contract", "kind", "provider", "usage USD", "fees USD", "total USD", "pace", box=None,
+              header_style="bold")
+    for k in res["contracts"]:
+        pace = f"{k['pace']:.0%} of schedule" if k.get("pace") is not None else "-"
+        t.add_row(k["contract"], k["kind"], k["provider"], f"{k['usage_usd']:,.2f}", f"{k['fees_usd']:,.2f}",
+                  f"{k['usd']:,.2f}", pace)
+    out.print(t)
+    if res["list_price_usd"] or res["fees_outside_contracts_usd"]:
+        out.print(f"outside any contract: ${res['list_price_usd']:,.2f} at list price, "
+                  f"${res['fees_outside_contracts_usd']:,.2f} in fees")
+
+
 def backends(as_json: JsonOpt = False) -> None:
     """Execution backends this installation knows, and whether each is usable here (and why not)."""
     from ..backends.registry import BACKENDS
@@ -413,6 +476,7 @@ def register(app: typer.Typer) -> None:
     for f in (serve, submit, jobs, job, cancel, logs, events):
         app.command()(f)
     app.command()(backends)
+    app.command()(spend)
     app.add_typer(token_app, name="token")
     app.add_typer(portfolio_app, name="portfolio")
     app.add_typer(team_app, name="team")

@@ -14,6 +14,7 @@ import logging
 import os
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
 
@@ -33,9 +34,10 @@ from ..model.job import JobSpec
 from ..store import connect, upgrade
 from ..store import tables as T
 from .auth import Principal, Tokens, digest
-from .control import Cancel, Control, LoadPortfolio, MarkCapacity, PutTeam, Refused, Submit
+from .control import CapacityBlocks, Cancel, Control, LoadPortfolio, MarkCapacity, PutTeam, Refused, Submit
 from .fastpath import FastSubmit
 from .metrics import Metrics
+from .spend import read_rows, spend
 
 log = logging.getLogger("gpufleet.server")
 
@@ -90,6 +92,12 @@ class CapacityIn(_Body):
     domain: int | None = Field(None, ge=0, le=10_000_000)
     failed: bool = True
     reason: str = Field("", max_length=2000, pattern=r"^[^\x00]*$")
+
+
+class CapacityBlockIn(_Body):
+    offering_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
+    cluster: Name | None = Field(None, description="the cluster the block is for (default: the backend's only one)")
+    max_usd: float | None = Field(None, ge=0, le=1e12, description="refuse an offering dearer than this")
 
 
 # -- rows to JSON ---------------------------------------------------------------------------------------
@@ -422,7 +430,48 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(422, "domain: a domain failure names the domain index")
         return await run(MarkCapacity(who.actor, body.scope, body.target, body.domain, body.failed, body.reason))
 
+    # -- money --------------------------------------------------------------------------------------------
+    @app.get("/v1/spend", tags=["spend"])
+    def get_spend(who: Who, since: Annotated[datetime | None, Query(description="default: the first portfolio")] = None,
+                  until: Annotated[datetime | None, Query(description="default: now")] = None) -> dict[str, Any]:
+        """What the fleet has cost: usage priced under the contracts plus fees, per provider and contract."""
+        admin_only(who)
+        portfolio = control.portfolio
+        if portfolio is None:
+            raise HTTPException(404, "no portfolio is loaded yet")
+        with Session(db) as s:
+            first = s.scalar(select(func.min(T.PortfolioVersion.loaded_at))) or clock()
+            t0 = _utc(since).timestamp() if since is not None else first
+            t1 = _utc(until).timestamp() if until is not None else clock()
+            if t1 < t0:
+                raise HTTPException(422, "until: must not be before since")
+            usage, fees = read_rows(s, t0, t1)
+        return spend(portfolio, usage, fees, t0, t1)
+
+    @app.get("/v1/backends/{name}/capacity-blocks", tags=["spend"])
+    async def find_capacity_blocks(name: Name, who: Who,
+                                   instance_type: Annotated[str | None, Query(
+                                       min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
+                                       description="required: e.g. p5.48xlarge, u-p6e-gb200x72")] = None,
+                                   count: Annotated[int, Query(ge=1, le=10_000)] = 1,
+                                   hours: Annotated[int, Query(ge=1, le=24 * 366)] = 24) -> dict[str, Any]:
+        """Capacity Block offerings the backend can buy, cheapest first."""
+        admin_only(who)
+        return await run(CapacityBlocks(who.actor, name, instance_type, count, hours))
+
+    @app.post("/v1/backends/{name}/capacity-blocks", tags=["spend"], status_code=201)
+    async def buy_capacity_block(name: Name, body: CapacityBlockIn, who: Who) -> dict[str, Any]:
+        """Buy an offering found above for one of the backend's clusters; its fee is recorded as a charge."""
+        admin_only(who)
+        return await run(CapacityBlocks(who.actor, name, offering_id=body.offering_id, cluster=body.cluster,
+                                        max_usd=body.max_usd))
+
     return app
+
+
+def _utc(t: datetime) -> datetime:
+    """A time without a zone is UTC."""
+    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
 
 
 def settings_from_env(**kw: Any) -> Settings:

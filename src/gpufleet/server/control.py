@@ -33,6 +33,7 @@ from ..placement.jobs import replica_requests, request_from_job
 from ..placement.request import Allocation, Request
 from ..store import tables as T
 from .metrics import Metrics
+from .spend import offering_json, read_rows, spend
 
 log = logging.getLogger("gpufleet.control")
 
@@ -90,6 +91,20 @@ class MarkCapacity(Command):
     domain: int | None = None
     failed: bool = True   # False: repaired
     reason: str = ""
+
+
+@dataclass
+class CapacityBlocks(Command):
+    """Find Capacity Block offerings through a backend that sells them, or buy one (`offering_id`) for one
+    of the backend's clusters; a purchase's upfront fee is recorded as a charge in the same transaction."""
+
+    backend: str
+    instance_type: str | None = None
+    count: int = 1
+    hours: int = 24
+    offering_id: str | None = None
+    cluster: str | None = None
+    max_usd: float | None = None   # refuse to buy an offering dearer than this
 
 
 # -- in-memory views ------------------------------------------------------------------------------------
@@ -160,7 +175,7 @@ class Control:
     def __init__(self, db: DbEngine, backends: BackendSet, data_dir: str | Path,
                  clock: Callable[[], float] = time.time, poll_s: float = 1.0, profile: str | None = None,
                  catalog: Catalog | None = None, metrics: Metrics | None = None, down_after: int = 3,
-                 batch_max: int = 4096):
+                 batch_max: int = 4096, spend_every_s: float = 300.0):
         self.db = db
         self.backends = backends
         self.data_dir = Path(data_dir)
@@ -191,6 +206,8 @@ class Control:
         self._full_pass_epoch = -1
         self._backend_failures: dict[str, int] = {}
         self._backend_down: set[str] = set()
+        self.spend_every_s = spend_every_s
+        self._spend_at = 0.0                 # when the commitments' burn-down was last read back
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self.ready = threading.Event()
@@ -351,6 +368,8 @@ class Control:
             return self._put_team(s, c)
         if isinstance(c, MarkCapacity):
             return self._mark_capacity(s, c)
+        if isinstance(c, CapacityBlocks):
+            return self._capacity_blocks(s, c)
         raise Refused(f"unknown command {type(c).__name__}")
 
     def _cancel(self, s: Session, c: Cancel) -> dict:
@@ -436,6 +455,52 @@ class Control:
                         detail={"scope": c.scope, "target": c.target, "domain": c.domain})
             self.epoch += 1
         return {"scope": c.scope, "target": c.target, "failed": c.failed, "requeued": sorted({job_of(r) for r in hit})}
+
+    def _capacity_blocks(self, s: Session, c: CapacityBlocks) -> dict:
+        b = self.backends.backends.get(c.backend)
+        if b is None:
+            raise Refused(f"no backend {c.backend!r} is configured on this server", 404)
+        if not hasattr(b, "find_capacity_blocks"):
+            raise Refused(f"backend {c.backend!r} does not sell capacity blocks (the aws backend does)")
+        try:
+            if c.offering_id is None:
+                if not c.instance_type:
+                    raise Refused("name the instance type to find capacity blocks for")
+                offers = b.find_capacity_blocks(c.instance_type, c.count, c.hours)
+                return {"backend": c.backend, "offerings": [offering_json(o) for o in offers]}
+            eng = self._need_engine()
+            mine = [cs for cs in eng.state.clusters if (cs.spec.backend or self.backends.default) == c.backend]
+            if c.cluster is not None:
+                cs = next((x for x in mine if x.name == c.cluster), None)
+                if cs is None:
+                    raise Refused(f"cluster {c.cluster!r} is not served by backend {c.backend!r}", 404)
+            elif len(mine) == 1:
+                cs = mine[0]
+            else:
+                raise Refused(f"backend {c.backend!r} serves {len(mine)} clusters: name the one the block is for")
+            offer = b.offering(c.offering_id)
+            if offer is None:
+                raise Refused(f"no known offering {c.offering_id!r}: find offerings first", 404)
+            fee = float(offer.get("UpfrontFee") or 0.0)
+            if c.max_usd is not None and fee > c.max_usd:
+                raise Refused(f"offering {c.offering_id} costs ${fee:,.2f}, more than the ${c.max_usd:,.2f} allowed")
+            bought = b.buy_capacity_block(c.offering_id)
+        except BackendUnavailable as e:
+            raise Refused(str(e), 503) from e
+        except BackendError as e:
+            raise Refused(str(e), 502) from e
+        usd = bought["cost_usd"] if bought["cost_usd"] is not None else fee
+        log.warning("bought capacity block %s for cluster %s through %s: $%.2f", bought["id"], cs.name,
+                    c.backend, usd)  # money left the building: say so even if the commit below fails
+        detail = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in bought.items()}
+        s.add(T.Charge(at=self.clock(), provider=cs.provider, cluster=cs.name, backend=c.backend,
+                       kind="capacity_block", usd=usd, ref=bought["id"], actor=c.actor, detail=detail))
+        self._event(s, c.actor, "charge", None,
+                    f"capacity block {bought['id']} bought for {cs.name} through {c.backend}: ${usd:,.2f}",
+                    detail={"kind": "capacity_block", "cluster": cs.name, "provider": cs.provider, "usd": usd,
+                            "reservation": detail})
+        self._spend_at = 0.0  # the burn-down moved: refresh it at the next poll
+        return {"backend": c.backend, "cluster": cs.name, "provider": cs.provider, "usd": usd, "reservation": detail}
 
     def _fail(self, scope: str, target: str, domain: int | None) -> list[str]:
         eng = self._need_engine()
@@ -673,6 +738,8 @@ class Control:
             return
         now = self.clock()
         self.engine.set_time(now)
+        if now - self._spend_at >= self.spend_every_s:
+            self._refresh_spend(now)
         by_backend = self._handles
         statuses: dict[int, Status] = {}
         losses = []
@@ -765,6 +832,21 @@ class Control:
                 self._mark_capacity(s, MarkCapacity(f"backend:{name}", "cluster", cs.name, failed=False,
                                                     reason=f"backend {name} answers again"))
 
+    def _refresh_spend(self, now: float) -> None:
+        """Give the engine what each spend commitment has drawn so far (usage billed under the contracts plus
+        fees), the burn-down its cost scorer weighs; recomputed from the database every `spend_every_s`."""
+        eng, portfolio = self.engine, self.portfolio
+        self._spend_at = now
+        commitments = [k for k in eng.state.contracts if k.kind == "spend_commitment"] if eng else []
+        if not commitments or portfolio is None:
+            return
+        since = min(k.start for k in commitments)
+        with Session(self.db) as s:
+            usage, fees = read_rows(s, since, now)
+        drawn = {r["contract"]: r["usd"] for r in spend(portfolio, usage, fees, since, now)["contracts"]}
+        for k in commitments:
+            k.spent_usd = drawn.get(k.name, 0.0)
+
     # == rebuild from the database ===========================================================================
     def _rebuild(self, s: Session, scenario: Any, now: float, actor: str) -> None:
         """A new engine for a changed portfolio or quotas; running work is taken back where it runs."""
@@ -784,6 +866,7 @@ class Control:
             except IndexError:
                 pass
         old_engine, self.engine, self.portfolio = self.engine, engine, portfolio
+        self._spend_at = 0.0  # a new engine starts with no burn-down: read it back at the next poll
         misfits: list[str] = []
         if self.active:
             specs = {j.id: j for j in s.scalars(select(T.Job).where(T.Job.id.in_({a.job_id for a in self.active.values()})))}

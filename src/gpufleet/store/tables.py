@@ -125,3 +125,20 @@ class CapacityLoss(Base):
     reason: Mapped[str] = mapped_column(Text)
     failed_at: Mapped[float] = mapped_column(Float)
     repaired_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Charge(Base):
+    """Money spent outside GPU-hour usage: a Capacity Block's upfront fee, a reservation bought through a
+    backend. Usage itself is priced from the placements; both are billed under the contracts by /v1/spend."""
+
+    __tablename__ = "charges"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    provider: Mapped[str] = mapped_column(String(200))
+    cluster: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    backend: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    kind: Mapped[str] = mapped_column(String(50))  # capacity_block | ...
+    usd: Mapped[float] = mapped_column(Float)
+    ref: Mapped[str | None] = mapped_column(String(200), nullable=True)  # e.g. the capacity reservation id
+    actor: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[dict | None] = mapped_column(JSON, nullable=True)

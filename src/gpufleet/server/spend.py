@@ -1,0 +1,178 @@
+"""What the fleet has cost so far: GPU-hours from the placements and fees recorded by backends, billed under
+the contracts by the simulator's `Accounting`, so the live server and the simulator price the same way.
+
+Usage is exact: each cluster's allocated GPU-seconds are integrated from the placements' start and end
+times, then billed tick by tick (an hour, or the window / `max_ticks` for long windows) in the order the
+accounting uses: reserved capacity in force (paid whether used or not), then a spend commitment, then
+on-demand or list price. A fee (a Capacity Block's upfront price) draws down the provider's spend
+commitment in force when it was paid (one covering the fee's cluster when it names one), else it is spend
+outside any contract. `spend` is pure; `read_rows` is the one place that reads the database for it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from ..model.scenario import Portfolio
+from ..placement.costs import spent_on_schedule
+from ..placement.state import ContractState, FleetState
+from ..simulation.accounting import Accounting
+from ..store import tables as T
+
+HOUR = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """One placement: `gpus` on `cluster` from `start` until `end` (None: still running)."""
+
+    cluster: str
+    gpus: int
+    start: float
+    end: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Fee:
+    at: float
+    provider: str
+    cluster: str | None
+    kind: str
+    usd: float
+    ref: str | None = None
+
+
+def _integral(usage: list[Usage], edges: np.ndarray, until: float) -> np.ndarray:
+    """Allocated GPU-seconds from edges[0] to each edge: sum over placements of gpus * overlap."""
+    if not usage:
+        return np.zeros(len(edges))
+    a = np.array([u.start for u in usage], dtype=float)
+    b = np.array([until if u.end is None else u.end for u in usage], dtype=float)
+    g = np.array([u.gpus for u in usage], dtype=float)
+    lo = edges[0]
+    a, b = np.clip(a, lo, until), np.clip(b, lo, until)
+    keep = b > a
+    a, b, g = a[keep], b[keep], g[keep]
+
+    def ramp(x: np.ndarray, w: np.ndarray) -> np.ndarray:  # sum over i of w_i * max(0, t - x_i) at each edge
+        order = np.argsort(x)
+        xs, ws = x[order], w[order]
+        cw, cwx = np.concatenate(([0.0], np.cumsum(ws))), np.concatenate(([0.0], np.cumsum(ws * xs)))
+        k = np.searchsorted(xs, edges, side="right")
+        return cw[k] * edges - cwx[k]
+
+    return ramp(a, g) - ramp(b, g)
+
+
+def _commitment_for(state: FleetState, fee: Fee) -> ContractState | None:
+    best = None
+    for k in state.contracts:
+        if k.kind != "spend_commitment" or k.spec.provider != fee.provider or not k.in_force(fee.at):
+            continue
+        if fee.cluster is not None and fee.cluster in k.clusters:
+            return k
+        best = best or k
+    return best
+
+
+def spend(portfolio: Portfolio, usage: Iterable[Usage], fees: Iterable[Fee], since: float, until: float,
+          max_ticks: int = 2000) -> dict:
+    """The bill for [since, until): per provider, per contract, per cluster, with fees and commitments."""
+    until = max(until, since)
+    state = FleetState(portfolio, since)
+    acc = Accounting(state, since)
+    n = max(1, min(max_ticks, math.ceil((until - since) / HOUR)))
+    edges = np.linspace(since, until, n + 1)
+    by_cluster: dict[str, list[Usage]] = {}
+    for u in usage:
+        if u.cluster in state.by_name:
+            by_cluster.setdefault(u.cluster, []).append(u)
+    integ = {c: _integral(us, edges, until) for c, us in by_cluster.items()}
+    gpu_hours = {c: float(v[-1] / HOUR) for c, v in integ.items()}
+    for j in range(n):
+        t0, t1 = float(edges[j]), float(edges[j + 1])
+        state.set_time((t0 + t1) / 2)  # reservations and ramps in force in this tick
+        for c, v in integ.items():
+            acc.used_s[state.by_name[c].index] += float(v[j + 1] - v[j])
+        acc.tick(t0, t1)
+
+    fee_rows = []
+    fees_by_provider: dict[str, float] = {}
+    fees_by_contract: dict[str, float] = {}
+    outside = 0.0
+    for f in sorted(fees, key=lambda f: f.at):
+        if not since <= f.at <= until:
+            continue
+        k = _commitment_for(state, f)
+        if k is not None:
+            k.spent_usd += f.usd
+            fees_by_contract[k.name] = fees_by_contract.get(k.name, 0.0) + f.usd
+        else:
+            outside += f.usd
+        fees_by_provider[f.provider] = fees_by_provider.get(f.provider, 0.0) + f.usd
+        fee_rows.append({"at": f.at, "provider": f.provider, "cluster": f.cluster, "kind": f.kind, "usd": f.usd,
+                         "ref": f.ref, "contract": k.name if k is not None else None})
+
+    contracts = []
+    for k in state.contracts:
+        usage_usd = acc.spend_by_contract.get(k.name, 0.0)
+        row: dict = {"contract": k.name, "kind": k.kind, "provider": k.spec.provider,
+                     "usage_usd": usage_usd, "fees_usd": fees_by_contract.get(k.name, 0.0)}
+        row["usd"] = row["usage_usd"] + row["fees_usd"]
+        if k.kind == "reserved_capacity":
+            row["idle_usd"] = acc.reserved_wasted_usd.get(k.name, 0.0)
+        if k.kind == "spend_commitment":
+            on_schedule = spent_on_schedule(k, until) - spent_on_schedule(k, since)
+            row.update(committed_usd=k.commitment_usd, start=k.start, end=k.end,
+                       on_schedule_usd=on_schedule,
+                       pace=(row["usd"] / on_schedule) if on_schedule > 0 else None)
+        contracts.append(row)
+    providers = sorted(set(acc.spend_by_provider) | set(fees_by_provider))
+    prov_rows = [{"provider": p, "usage_usd": acc.spend_by_provider.get(p, 0.0),
+                  "fees_usd": fees_by_provider.get(p, 0.0),
+                  "usd": acc.spend_by_provider.get(p, 0.0) + fees_by_provider.get(p, 0.0)} for p in providers]
+    return {
+        "since": since, "until": until,
+        "total_usd": sum(r["usd"] for r in prov_rows),
+        "usage_usd": sum(acc.spend_by_provider.values()),
+        "fees_usd": sum(fees_by_provider.values()),
+        "on_demand_usd": acc.on_demand_usd,
+        "list_price_usd": acc.list_usd,
+        "fees_outside_contracts_usd": outside,
+        "reserved_idle_usd": sum(acc.reserved_wasted_usd.values()),
+        "providers": prov_rows,
+        "contracts": contracts,
+        "clusters": [{"cluster": c, "provider": state.by_name[c].provider, "gpu_hours": h}
+                     for c, h in sorted(gpu_hours.items())],
+        "fees": fee_rows,
+    }
+
+
+def read_rows(s: Session, since: float, until: float) -> tuple[list[Usage], list[Fee]]:
+    """The placements that overlap [since, until] and the fees paid in it."""
+    P = T.Placement
+    usage = [Usage(c, sum(int(n) for _, n in parts), a, b) for c, parts, a, b in s.execute(
+        select(P.cluster, P.parts, P.placed_at, P.released_at)
+        .where(P.placed_at < until, or_(P.released_at.is_(None), P.released_at > since)))]
+    C = T.Charge
+    fees = [Fee(r.at, r.provider, r.cluster, r.kind, r.usd, r.ref)
+            for r in s.scalars(select(C).where(C.at >= since, C.at <= until).order_by(C.at))]
+    return usage, fees
+
+
+def offering_json(o: dict) -> dict:
+    """A Capacity Block offering as the API shows it."""
+    def iso(v):
+        return v.isoformat() if hasattr(v, "isoformat") else v
+    return {"offering_id": o.get("CapacityBlockOfferingId"), "instance_type": o.get("InstanceType"),
+            "count": o.get("InstanceCount"), "availability_zone": o.get("AvailabilityZone"),
+            "start": iso(o.get("StartDate")), "end": iso(o.get("EndDate")),
+            "hours": o.get("CapacityBlockDurationHours"),
+            "upfront_fee_usd": float(o["UpfrontFee"]) if o.get("UpfrontFee") is not None else None,
+            "currency": o.get("CurrencyCode", "USD")}
