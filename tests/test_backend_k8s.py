@@ -264,9 +264,20 @@ def test_node_notready_reported_once(k8s):
     assert b.losses() == [Loss("cw-us-east", 3, "node n1 NotReady")]
     assert b.losses() == []
     core.nodes = [node("n1", domain="3")]           # n1 recovers, n2 is deleted
-    assert b.losses() == [Loss("cw-us-east", None, "node n2 deleted")]
+    assert b.losses() == [Loss("cw-us-east", 0, "node n2 deleted")]  # a named domain: its stable index
     core.nodes = [node("n1", ready=False, domain="3")]
     assert b.losses() == [Loss("cw-us-east", 3, "node n1 NotReady")]
+
+
+def test_named_domains_get_stable_indices_and_unlabeled_nodes_are_not_domains(k8s):
+    b, _, _, core = k8s
+    core.nodes = [node("a1", domain="rack-b"), node("a2", domain="rack-a"), node("cpu", ready=False, domain="")]
+    assert b.losses() == []  # the NotReady CPU node holds no NVLink domain: it takes nothing down
+    core.nodes = [node("a1", ready=False, domain="rack-b"), node("a2", ready=False, domain="rack-a")]
+    assert b.losses() == [Loss("cw-us-east", 0, "node a1 NotReady"), Loss("cw-us-east", 1, "node a2 NotReady")]
+    core.nodes = [node("a0", ready=False, domain="rack-c"), node("a1", domain="rack-b"),
+                  node("a2", ready=False, domain="rack-a")]
+    assert b.losses() == [Loss("cw-us-east", 2, "node a0 NotReady")]  # earlier indices do not move
 
 
 def test_missing_kubeconfig_is_unavailable(tmp_path, monkeypatch):

@@ -90,6 +90,7 @@ class KubernetesBackend:
         self.custom, self.batch, self.core = custom_api, batch_api, core_api
         self._bad_nodes: set[str] = set()     # NotReady or deleted, already reported
         self._known_nodes: dict[str, Any] = {}
+        self._domain_ids: dict[str, int] = {}  # non-numeric domain label value -> its index
 
     @staticmethod
     def _load_config(k8s: Any, kubeconfig: str | None, context: str | None) -> Any:
@@ -250,11 +251,15 @@ class KubernetesBackend:
             raise BackendError(f"logs of {handle['id']} unavailable: {e.status} {e.reason}") from e
 
     def _domain(self, node: Any) -> int | None:
+        """The node's NVLink domain index: the label's value when it is a number, else a stable index per
+        distinct value (CoreWeave's labels are names), numbered in the order first seen; None without it."""
         value = (_get(node, "metadata", "labels") or {}).get(self.domain_label)
+        if value is None or value == "":
+            return None
         try:
             return int(value)
         except (TypeError, ValueError):
-            return None
+            return self._domain_ids.setdefault(str(value), len(self._domain_ids))
 
     def losses(self) -> list[Loss]:
         try:
@@ -263,8 +268,10 @@ class KubernetesBackend:
             raise BackendError(f"listing nodes failed: {e.status} {e.reason}") from e
         out: list[Loss] = []
         current: dict[str, Any] = {}
-        for node in nodes:
+        for node in sorted(nodes, key=lambda n: str(_get(n, "metadata", "name"))):
             name = _get(node, "metadata", "name")
+            if self._domain(node) is None:
+                continue  # not in an NVLink domain gpufleet places on (a CPU or system node)
             current[name] = node
             ready = _true_condition(node, "Ready") is not None
             if ready:
