@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from ..files import load_scenario
 from .common import example_path, out, scenario_or_exit
@@ -50,9 +51,24 @@ def _notes(cost: dict, base: dict) -> list[str]:
     ]
 
 
+class DemoCommand(TyperCommand):
+    """`demo`'s `--json` may be given without a file (last, or before another option): the document then
+    goes to stdout, as with `--json -`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        given = list(args)
+        fixed: list[str] = []
+        for i, a in enumerate(given):
+            fixed.append(a)
+            nxt = given[i + 1] if i + 1 < len(given) else None
+            if a == "--json" and (nxt is None or (nxt.startswith("-") and nxt != "-")):
+                fixed.append("-")
+        return super().parse_args(ctx, fixed)
+
+
 def demo(report: Annotated[str, typer.Option(help="where to write the HTML report")] = "gpufleet-demo.html",
          json_out: Annotated[Optional[str], typer.Option(
-             "--json", is_flag=False, flag_value="-",
+             "--json", metavar="[FILE]",
              help="write the result document(s) to this file, or to stdout when no file (or -) is given; "
                   "with --live, instead of the narration and report")] = None,
          seed: Annotated[int, typer.Option(help="random seed")] = 0,

@@ -501,14 +501,13 @@ def run_live(workdir: str | None, keep: bool, json_out: str | None = None) -> in
     say = Narrator(err if as_json else out, t0)
     if workdir:
         wd = Path(workdir).resolve()
+        created = not wd.exists()
         wd.mkdir(parents=True, exist_ok=True)
         for name, _, _ in PROVIDERS:  # a previous run's clusters in this dir: stop them, start afresh
             p = wd / name
             if p.is_symlink() or p.exists():
                 _slurm_dev("down", str(p.resolve()))
-                if p.is_symlink():
-                    p.unlink()
-        created = False
+        _remove_outputs(wd)
     else:
         wd = Path(tempfile.mkdtemp(prefix="gpufleet-demo-", dir="/tmp"))
         created = True
@@ -554,9 +553,7 @@ def run_live(workdir: str | None, keep: bool, json_out: str | None = None) -> in
                 if created:
                     shutil.rmtree(wd, ignore_errors=True)
                 else:
-                    for name, c in d.clusters.items():
-                        if c.link.is_symlink():
-                            c.link.unlink()
+                    _remove_outputs(wd)
             say("server and both Slurm clusters stopped" + (f"; work dir kept: {wd}" if keep else ""))
         finally:
             if old_int is not None:
@@ -571,6 +568,8 @@ def run_live(workdir: str | None, keep: bool, json_out: str | None = None) -> in
     res["ok"] = not res["problems"]
     res["clusters"] = {n: {"dir": str(c.dir), "nodes": c.info.get("nodes"),
                            "controller_port": c.info.get("controller_port")} for n, c in d.clusters.items()}
+    if keep:
+        (wd / "result.json").write_text(json.dumps(res, indent=2, default=str) + "\n", encoding="utf-8")
     if as_json:
         emit_json(res)
     else:
@@ -578,6 +577,20 @@ def run_live(workdir: str | None, keep: bool, json_out: str | None = None) -> in
             Path(json_out).write_text(json.dumps(res, indent=2, default=str) + "\n", encoding="utf-8")
         _report(res)
     return EXIT_OK if res["ok"] else EXIT_FAILURE
+
+
+# what a run writes in its work dir: removed before a run and, without --keep, after it
+OUTPUTS = ("prov-a", "prov-b", "slurm-a", "slurm-b", "checkpoints", "gpufleet.db", "gpufleet.db-wal",
+           "gpufleet.db-shm", "gpufleet.db-journal", "scenario.yaml", "backends.yaml", "server.log", "result.json")
+
+
+def _remove_outputs(wd: Path) -> None:
+    for name in OUTPUTS:
+        p = wd / name
+        if p.is_symlink() or p.is_file():
+            p.unlink()
+        elif p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def _main_thread() -> bool:

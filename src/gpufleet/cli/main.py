@@ -24,7 +24,7 @@ app.command()(inputs.show)
 app.command()(place.place)
 app.command()(simulate.simulate)
 app.command()(plan_cmd.plan)
-app.command()(demo_cmd.demo)
+app.command(cls=demo_cmd.DemoCommand)(demo_cmd.demo)
 live.register(app)
 app.add_typer(dev_app, name="dev")
 
