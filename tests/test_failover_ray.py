@@ -1,0 +1,153 @@
+"""Failover end to end with Ray: provider A is a Ray cluster whose nodes are the NVLink domains of cluster
+a-h100, provider B runs jobs as local processes. A training gang that writes checkpoints runs on A; A's
+machines die mid-run; gpufleet notices, requeues the job and it finishes on B from its last checkpoint,
+with the lost work reported."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from live_helpers import ADMIN, wait_for
+from server_proc import ServerProcess
+
+SCENARIO = """
+name: ray-and-local-providers
+start: 2026-01-01
+end: 2036-01-01
+providers:
+  - {name: prov-a, kind: custom, regions: [local]}
+  - {name: prov-b, kind: custom, regions: [local]}
+clusters:
+  - {name: a-h100, provider: prov-a, region: local, gpu: H100, domain_size: 8, domains: 2,
+     price_per_gpu_hour: 2.0, backend: ray-a}
+  - {name: b-h100, provider: prov-b, region: local, gpu: H100, domain_size: 8, domains: 2,
+     price_per_gpu_hour: 3.0, backend: local-b}
+contracts:
+  - {name: a-od, kind: on_demand, provider: prov-a, clusters: [a-h100], start: 2026-01-01, end: 2036-01-01}
+  - {name: b-od, kind: on_demand, provider: prov-b, clusters: [b-h100], start: 2026-01-01, end: 2036-01-01}
+teams:
+  - {name: research, quota_gpus: 32}
+"""
+
+# Every rank trains; rank 0 writes the checkpoint (the local backend runs one rank and sets no rank).
+TRAIN = ('d="$GPUFLEET_CHECKPOINT_DIR"; n=$(cat "$d/step" 2>/dev/null || echo 0); '
+         'echo "resume at $n on $GPUFLEET_CLUSTER"; while [ "$n" -lt 40 ]; do n=$((n+1)); '
+         'if [ "${GPUFLEET_RANK:-0}" = 0 ]; then echo $n > "$d/step.tmp" && mv "$d/step.tmp" "$d/step"; fi; '
+         'sleep 0.1; done; echo "done at $n"')
+
+
+def descendants(pid: int) -> list[int]:
+    parent: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parent.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        kids = parent.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+@pytest.fixture
+def ray_a():
+    """Provider A's Ray on this machine: a head node without GPUs (where gpufleet's driver connects) and
+    one node per NVLink domain of a-h100, each with 8 custom-resource GPUs and its cluster and domain
+    labels. Quick health checks, so a dead node is declared dead in about a second."""
+    from ray._private.utils import get_ray_address_file
+    from ray.cluster_utils import Cluster
+    temp = tempfile.mkdtemp(prefix="gf-rayfo-")  # short: Ray's socket paths must fit in 107 bytes
+    env = {"TMPDIR": temp}
+    address_file = Path(get_ray_address_file(None))
+    made_dir = not address_file.parent.exists()
+    address_file.parent.mkdir(parents=True, exist_ok=True)
+    c = None
+    try:
+        c = Cluster(initialize_head=True, connect=False, head_node_args={
+            "num_cpus": 2, "include_dashboard": False, "temp_dir": temp, "env_vars": env,
+            "_system_config": {"health_check_period_ms": 300, "health_check_failure_threshold": 3,
+                               "health_check_initial_delay_ms": 0}})
+        domains = [c.add_node(num_cpus=1, env_vars=env, resources={
+            "gpufleet_gpu": 8, "gpufleet_cluster_a-h100": 1, f"gpufleet_domain_{d}": 1}) for d in (0, 1)]
+        c.wait_for_nodes()
+        yield c, domains
+    finally:
+        if c is not None:
+            c.shutdown()
+            if address_file.exists() and address_file.read_text().strip() == c.address:
+                address_file.unlink()
+        shutil.rmtree(temp, ignore_errors=True)
+        if made_dir:
+            with contextlib.suppress(OSError):
+                address_file.parent.rmdir()
+
+
+def machine_dies(cluster, node) -> None:
+    """The machine behind a Ray node dies: its raylet, workers and the job processes they started stop at
+    once (frozen first, so none of them reports the others' end)."""
+    raylet = node.all_processes[ray._private.ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+    procs = [raylet, *descendants(raylet)]
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, sig)
+    cluster.remove_node(node, allow_graceful=False)  # the cluster's own bookkeeping of what is left
+
+
+def test_a_gang_moves_to_the_other_provider_when_its_ray_nodes_die(ray_a, tmp_path):
+    cluster, domains = ray_a
+    (tmp_path / "scenario.yaml").write_text(SCENARIO)
+    (tmp_path / "backends.yaml").write_text(
+        f'ray-a: {{kind: ray, address: "{cluster.address}", namespace: gf-failover, pg_timeout_s: 30}}\n'
+        "local-b: {kind: local}\n")
+    server = ServerProcess(f"sqlite:///{tmp_path / 'g.db'}", tmp_path, scenario=tmp_path / "scenario.yaml",
+                           backend="ray-a", poll=0.3, extra=("--backends", str(tmp_path / "backends.yaml")))
+    server.start()
+    try:
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+        r = httpx.post(server.url + "/v1/jobs", headers=admin, json={"job": {
+            "name": "train", "kind": "training", "team": "research", "gpus": "H100:16", "tp": 8,
+            "command": TRAIN, "checkpoint_interval_s": 1}})
+        assert r.status_code == 201, r.text
+        jid = r.json()["id"]
+        job = wait_for(lambda: (j := httpx.get(f"{server.url}/v1/jobs/{jid}", headers=admin).json())["state"]
+                       == "running" and j, timeout=60, what="the gang to run on provider A")
+        assert job["placements"][0]["cluster"] == "a-h100"  # the cheaper provider
+        step = tmp_path / "checkpoints" / str(jid) / "step"
+        wait_for(lambda: step.exists() and int(step.read_text() or 0) >= 5, timeout=60, what="progress on A")
+        on_a = httpx.get(f"{server.url}/v1/jobs/{jid}/logs", headers=admin).text
+        assert "[rank 0] resume at 0 on a-h100" in on_a  # one rank per tensor-parallel group
+        assert re.search(r"^\[rank 1\] resume at \d+ on a-h100$", on_a, re.MULTILINE), on_a
+        for node in domains:  # provider A's machines go away mid-run
+            machine_dies(cluster, node)
+        done = wait_for(lambda: (j := httpx.get(f"{server.url}/v1/jobs/{jid}", headers=admin).json())["state"]
+                        in ("succeeded", "failed") and j, timeout=120, what="the job to end")
+        assert done["state"] == "succeeded", done
+        assert [p["cluster"] for p in done["placements"]] == ["a-h100", "b-h100"]
+        assert done["placements"][0]["outcome"] == "lost" and done["attempt"] == 2
+        assert done["lost_gpu_hours"] > 0  # the work since the last checkpoint, reported
+        out = httpx.get(f"{server.url}/v1/jobs/{jid}/logs", headers=admin).text
+        resumed = int(out.split("resume at ")[1].split()[0])
+        assert resumed >= 5 and "on b-h100" in out and "done at 40" in out  # from its checkpoint
+        events = httpx.get(server.url + "/v1/events", headers=admin).json()
+        lost = [e for e in events if e["kind"] == "capacity_lost"]
+        assert sorted((e["detail"]["target"], e["detail"]["domain"]) for e in lost) == [("a-h100", 0),
+                                                                                        ("a-h100", 1)]
+        assert all(e["actor"] == "backend:ray-a" and "died" in e["message"] for e in lost)
+    finally:
+        server.stop()
