@@ -307,6 +307,9 @@ def _story(d: Demo, jid: int, extra: int) -> dict[str, Any]:
                 say(f"[bold red]capacity lost[/]: {escape(msg if len(msg) < 200 else msg[:197] + '...')}")
             elif e["kind"] == "requeued" and e["job_id"] == jid:
                 say(f"[yellow]requeued[/] job {jid}: {escape(e['message'])}")
+                if "last_step_on_a" not in res["job"]:
+                    res["job"]["last_step_on_a"] = d.step(jid)
+                    say(f"the last checkpoint provider A wrote: step {res['job']['last_step_on_a']}")
         job = d.job(jid)
         att = job["attempt"]
         if job["state"] == "running" and att not in seen_running:
@@ -370,8 +373,8 @@ def _story(d: Demo, jid: int, extra: int) -> dict[str, Any]:
     t_stop = time.monotonic()
     stopped.add("prov-a")
     d.stop_cluster("prov-a")
-    res["job"]["last_step_on_a"] = last_on_a = last_step = d.step(jid)
-    say(f"provider A is gone; the last checkpoint it wrote is step {last_on_a}")
+    last_step = d.step(jid)
+    say("provider A's Slurm is gone; waiting for gpufleet to notice")
     job = until(lambda j: j["attempt"] >= 2 and j["state"] == "running", TIMEOUT_END_S,
                 "the gang to run again")
     res["failover_s"] = round(time.monotonic() - t_stop, 1)

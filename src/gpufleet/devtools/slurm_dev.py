@@ -500,14 +500,18 @@ def cmd_down(a, quiet: bool = False) -> int:
     # Like a site going away: freeze everything first, so that no slurmstepd sees its job die and reports
     # that (the job would end FAILED instead of being lost); kill the slurmstepds (they ignore SIGTERM)
     # and the job processes under them; then let slurmctld save its state and the slurmds end on SIGTERM.
+    if not a.controller_only:
+        frozen: set[int] = set()
+        while targets - frozen:  # processes forked just before their parent froze: freeze them too
+            for p in targets - frozen:
+                try:
+                    os.kill(p, signal.SIGSTOP)
+                except OSError:
+                    pass
+            frozen |= targets
+            targets = targets | descendants(roots)
     steps = {p for p in targets if exe_base(p).startswith("slurmstepd")}
     steps |= descendants(steps)
-    if not a.controller_only:
-        for p in targets:
-            try:
-                os.kill(p, signal.SIGSTOP)
-            except OSError:
-                pass
     kill_wait(steps, signal.SIGKILL, 5)
     for p in targets - steps:
         try:
