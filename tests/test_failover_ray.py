@@ -1,7 +1,7 @@
 """Failover end to end with Ray: provider A is a Ray cluster whose nodes are the NVLink domains of cluster
 a-h100, provider B runs jobs as local processes. A training gang that writes checkpoints runs on A; A's
-machines die mid-run; gpufleet notices, requeues the job and it finishes on B from its last checkpoint,
-with the lost work reported."""
+machines die mid-run (or the whole Ray cluster, head and all); gpufleet notices, requeues the job and it
+finishes on B from its last checkpoint, with the lost work reported."""
 
 from __future__ import annotations
 
@@ -149,5 +149,62 @@ def test_a_gang_moves_to_the_other_provider_when_its_ray_nodes_die(ray_a, tmp_pa
         assert sorted((e["detail"]["target"], e["detail"]["domain"]) for e in lost) == [("a-h100", 0),
                                                                                         ("a-h100", 1)]
         assert all(e["actor"] == "backend:ray-a" and "died" in e["message"] for e in lost)
+    finally:
+        server.stop()
+
+
+def kill_tree(pid: int) -> None:
+    procs = [pid, *descendants(pid)]
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, sig)
+
+
+def test_the_server_survives_its_whole_ray_cluster_vanishing_and_the_gang_moves(ray_a, tmp_path):
+    """Ray's driver ends its own process a minute after its cluster's GCS is gone; the Ray backend runs in
+    a child process with a deadline on every call, so the server lives on, counts A as unreachable and moves
+    the work."""
+    cluster, domains = ray_a
+    (tmp_path / "scenario.yaml").write_text(SCENARIO)
+    (tmp_path / "backends.yaml").write_text(
+        f'ray-a: {{kind: ray, address: "{cluster.address}", namespace: gf-gone, pg_timeout_s: 30, '
+        'call_timeout_s: 3}\n'
+        "local-b: {kind: local}\n")
+    server = ServerProcess(f"sqlite:///{tmp_path / 'g.db'}", tmp_path, scenario=tmp_path / "scenario.yaml",
+                           backend="ray-a", poll=0.3, extra=("--backends", str(tmp_path / "backends.yaml")))
+    server.start()
+    try:
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+        r = httpx.post(server.url + "/v1/jobs", headers=admin, json={"job": {
+            "name": "train", "kind": "training", "team": "research", "gpus": "H100:16", "tp": 8,
+            "command": TRAIN, "checkpoint_interval_s": 1}})
+        assert r.status_code == 201, r.text
+        jid = r.json()["id"]
+        wait_for(lambda: httpx.get(f"{server.url}/v1/jobs/{jid}", headers=admin).json()["state"] == "running",
+                 timeout=60, what="the gang to run on provider A")
+        step = tmp_path / "checkpoints" / str(jid) / "step"
+        wait_for(lambda: step.exists() and int(step.read_text() or 0) >= 5, timeout=60, what="progress on A")
+        # provider A's whole Ray cluster goes: the head (GCS) first, then every machine with its work
+        head = cluster.head_node.all_processes
+        for kind in list(head):
+            for info in head[kind]:
+                kill_tree(info.process.pid)
+        for node in domains:
+            kill_tree(node.all_processes[ray._private.ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
+        done = wait_for(lambda: (j := httpx.get(f"{server.url}/v1/jobs/{jid}", headers=admin).json())["state"]
+                        in ("succeeded", "failed") and j, timeout=180, what="the job to end")
+        assert server.proc.poll() is None, "the server died with its Ray cluster"
+        assert httpx.get(server.url + "/health").status_code == 200
+        assert done["state"] == "succeeded", done
+        assert [p["cluster"] for p in done["placements"]] == ["a-h100", "b-h100"]
+        assert done["placements"][0]["outcome"] == "lost" and done["attempt"] == 2
+        assert done["lost_gpu_hours"] > 0
+        out = httpx.get(f"{server.url}/v1/jobs/{jid}/logs", headers=admin).text
+        assert int(out.split("resume at ")[1].split()[0]) >= 5 and "done at 40" in out
+        events = httpx.get(server.url + "/v1/events", headers=admin).json()
+        lost = [e for e in events if e["kind"] == "capacity_lost"]
+        assert [e["detail"]["target"] for e in lost] == ["a-h100"]
+        assert "backend ray-a unreachable" in lost[0]["message"]
     finally:
         server.stop()
