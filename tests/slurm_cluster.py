@@ -1,4 +1,4 @@
-"""Real multi-node Slurm clusters for tests, started with scripts/slurm-dev.
+"""Real multi-node Slurm clusters for tests, started with gpufleet.devtools.slurm_dev (`gpufleet dev slurm`).
 
     from slurm_cluster import slurm_clusters  # noqa: F401  (the fixture factory)
 
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "slurm-dev"
+SLURM_DEV = ("-m", "gpufleet.devtools.slurm_dev")
 DAEMONS = ("slurmctld", "slurmd", "slurmstepd")
 CLIENTS = ("sinfo", "squeue", "sbatch", "scontrol", "scancel", "srun")
 FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
@@ -105,7 +105,7 @@ class SlurmCluster:
         return self
 
     def status(self) -> dict:
-        r = subprocess.run([sys.executable, str(SCRIPT), "status", str(self.dir), "--json"], check=False,
+        r = subprocess.run([sys.executable, *SLURM_DEV, "status", str(self.dir), "--json"], check=False,
                            capture_output=True, text=True, timeout=60)
         return json.loads(r.stdout)
 
@@ -174,7 +174,7 @@ class SlurmCluster:
 
 
 def _script(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, str(SCRIPT), *args], check=False, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, *SLURM_DEV, *args], check=False, capture_output=True, text=True,
                        timeout=timeout)
     if r.returncode != 0:
         raise SlurmError(f"slurm-dev {' '.join(args)} failed ({r.returncode}):\n{r.stderr.strip()}")
@@ -205,7 +205,7 @@ def start_cluster(tmpdir: Path | str, name: str, nodes: int = 2, gpus: int = 8, 
     try:
         r = _script(*args)
     except BaseException:
-        subprocess.run([sys.executable, str(SCRIPT), "down", str(d)], check=False, capture_output=True,
+        subprocess.run([sys.executable, *SLURM_DEV, "down", str(d)], check=False, capture_output=True,
                        timeout=60)
         raise
     return SlurmCluster(d.resolve(), json.loads(r.stdout))

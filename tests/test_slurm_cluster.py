@@ -11,7 +11,7 @@ import time
 
 import pytest
 import slurm_cluster as sc
-from slurm_cluster import CONTROLLER_DOWN, SCRIPT, missing_slurm, parse_kv
+from slurm_cluster import CONTROLLER_DOWN, ROOT, missing_slurm, parse_kv
 
 # the fixtures (pytest finds them as attributes of this module)
 slurm_clusters = sc.slurm_clusters
@@ -197,7 +197,8 @@ def test_script_cli(tmp_path):
     d = tmp_path / "c"
 
     def cli(*args):
-        return subprocess.run([sys.executable, str(SCRIPT), *args], check=False, capture_output=True,
+        return subprocess.run([sys.executable, str(ROOT / "scripts" / "slurm-dev"), *args], check=False,
+                              capture_output=True,
                               text=True, timeout=120)
 
     assert cli("status", str(d)).returncode == 3

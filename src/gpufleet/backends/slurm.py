@@ -199,6 +199,16 @@ def _domain_of(node: dict[str, Any], position: int) -> int:
     return position
 
 
+def _errors_text(errors: Any) -> str:
+    """squeue/sinfo --json's `errors` list as one line: each error's description (or its text)."""
+    items = errors if isinstance(errors, list) else [errors]
+    parts = []
+    for e in items:
+        text = (e.get("description") or e.get("error") or str(e)) if isinstance(e, dict) else str(e)
+        parts.append(" ".join(str(text).split()))
+    return "; ".join(dict.fromkeys(parts))[:300]
+
+
 def _natural(name: str) -> tuple:
     """n2 before n10."""
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
@@ -272,7 +282,7 @@ class SlurmBackend:
         except ValueError as e:
             raise BackendError(f"{' '.join(cmd)}: unreadable output: {r.stdout[:200]!r}") from e
         if data.get("errors"):
-            raise BackendUnavailable(f"slurm ({self._where()}): {cmd[0]}: {data['errors']}")
+            raise BackendUnavailable(f"slurm ({self._where()}): {cmd[0]}: {_errors_text(data['errors'])}")
         return data
 
     def gpus_per_node(self) -> int:
