@@ -21,47 +21,22 @@ ray = pytest.importorskip("ray")
 from live_helpers import ADMIN, wait_for
 from server_proc import ServerProcess
 
-SCENARIO = """
-name: ray-and-local-providers
-start: 2026-01-01
-end: 2036-01-01
-providers:
-  - {name: prov-a, kind: custom, regions: [local]}
-  - {name: prov-b, kind: custom, regions: [local]}
-clusters:
-  - {name: a-h100, provider: prov-a, region: local, gpu: H100, domain_size: 8, domains: 2,
-     price_per_gpu_hour: 2.0, backend: ray-a}
-  - {name: b-h100, provider: prov-b, region: local, gpu: H100, domain_size: 8, domains: 2,
-     price_per_gpu_hour: 3.0, backend: local-b}
-contracts:
-  - {name: a-od, kind: on_demand, provider: prov-a, clusters: [a-h100], start: 2026-01-01, end: 2036-01-01}
-  - {name: b-od, kind: on_demand, provider: prov-b, clusters: [b-h100], start: 2026-01-01, end: 2036-01-01}
-teams:
-  - {name: research, quota_gpus: 32}
-"""
+from gpufleet.backends.ray import _descendants
+from gpufleet.cli.demo_live import failover_scenario, train_command
 
-# Every rank trains; rank 0 writes the checkpoint (the local backend runs one rank and sets no rank).
-TRAIN = ('d="$GPUFLEET_CHECKPOINT_DIR"; n=$(cat "$d/step" 2>/dev/null || echo 0); '
-         'echo "resume at $n on $GPUFLEET_CLUSTER"; while [ "$n" -lt 40 ]; do n=$((n+1)); '
-         'if [ "${GPUFLEET_RANK:-0}" = 0 ]; then echo $n > "$d/step.tmp" && mv "$d/step.tmp" "$d/step"; fi; '
-         'sleep 0.1; done; echo "done at $n"')
+SCENARIO = failover_scenario("ray-a", "local-b")
+
+TRAIN = train_command(40, 0.1)
+ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
 
 
-def descendants(pid: int) -> list[int]:
-    parent: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            parent.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        kids = parent.get(todo.pop(), [])
-        out += kids
-        todo += kids
-    return out
+def kill_tree(pid: int) -> None:
+    """A machine's death for `pid` and everything below it: frozen first, so none reports the others' end."""
+    procs = [pid, *_descendants(pid)]
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, sig)
 
 
 @pytest.fixture
@@ -98,54 +73,67 @@ def ray_a():
 
 
 def machine_dies(cluster, node) -> None:
-    """The machine behind a Ray node dies: its raylet, workers and the job processes they started stop at
-    once (frozen first, so none of them reports the others' end)."""
-    raylet = node.all_processes[ray._private.ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
-    procs = [raylet, *descendants(raylet)]
-    for sig in (signal.SIGSTOP, signal.SIGKILL):
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p, sig)
+    """The machine behind a Ray node dies: its raylet, workers and the job processes they started."""
+    kill_tree(node.all_processes[ray._private.ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
     cluster.remove_node(node, allow_graceful=False)  # the cluster's own bookkeeping of what is left
 
 
-def test_a_gang_moves_to_the_other_provider_when_its_ray_nodes_die(ray_a, tmp_path):
-    cluster, domains = ray_a
+def serve_and_train(cluster, tmp_path, namespace: str, **ray_options) -> tuple[ServerProcess, int]:
+    """`gpufleet serve` with ray-a on `cluster` and local-b; a checkpointing 16-GPU gang submitted, placed
+    on the cheaper provider A and past step 5 there."""
+    opts = "".join(f", {k}: {v}" for k, v in ray_options.items())
     (tmp_path / "scenario.yaml").write_text(SCENARIO)
     (tmp_path / "backends.yaml").write_text(
-        f'ray-a: {{kind: ray, address: "{cluster.address}", namespace: gf-failover, pg_timeout_s: 30}}\n'
+        f'ray-a: {{kind: ray, address: "{cluster.address}", namespace: {namespace}, pg_timeout_s: 30{opts}}}\n'
         "local-b: {kind: local}\n")
     server = ServerProcess(f"sqlite:///{tmp_path / 'g.db'}", tmp_path, scenario=tmp_path / "scenario.yaml",
                            backend="ray-a", poll=0.3, extra=("--backends", str(tmp_path / "backends.yaml")))
     server.start()
+    r = httpx.post(server.url + "/v1/jobs", headers=ADMIN_H, json={"job": {
+        "name": "train", "kind": "training", "team": "research", "gpus": "H100:16", "tp": 8,
+        "command": TRAIN, "checkpoint_interval_s": 1}})
+    assert r.status_code == 201, r.text
+    jid = r.json()["id"]
+    job = wait_for(lambda: (j := job_doc(server, jid))["state"] == "running" and j, timeout=60,
+                   what="the gang to run on provider A")
+    assert job["placements"][0]["cluster"] == "a-h100"  # the cheaper provider
+    step = tmp_path / "checkpoints" / str(jid) / "step"
+    wait_for(lambda: step.exists() and int(step.read_text() or 0) >= 5, timeout=60, what="progress on A")
+    return server, jid
+
+
+def job_doc(server: ServerProcess, jid: int) -> dict:
+    return httpx.get(f"{server.url}/v1/jobs/{jid}", headers=ADMIN_H).json()
+
+
+def finished_on_b(server: ServerProcess, jid: int) -> None:
+    """The gang ended well on provider B, from A's last checkpoint, with the lost work reported."""
+    done = wait_for(lambda: (j := job_doc(server, jid))["state"] in ("succeeded", "failed") and j,
+                    timeout=180, what="the job to end")
+    assert done["state"] == "succeeded", done
+    assert [p["cluster"] for p in done["placements"]] == ["a-h100", "b-h100"]
+    assert done["placements"][0]["outcome"] == "lost" and done["attempt"] == 2
+    assert done["lost_gpu_hours"] > 0  # the work since the last checkpoint, reported
+    out = httpx.get(f"{server.url}/v1/jobs/{jid}/logs", headers=ADMIN_H).text
+    resumed = int(out.split("resume at ")[1].split()[0])
+    assert resumed >= 5 and "on b-h100" in out and "done at 40" in out  # from its checkpoint
+
+
+def capacity_lost(server: ServerProcess) -> list[dict]:
+    return [e for e in httpx.get(server.url + "/v1/events", headers=ADMIN_H).json() if e["kind"] == "capacity_lost"]
+
+
+def test_a_gang_moves_to_the_other_provider_when_its_ray_nodes_die(ray_a, tmp_path):
+    cluster, domains = ray_a
+    server, jid = serve_and_train(cluster, tmp_path, "gf-failover")
     try:
-        admin = {"Authorization": f"Bearer {ADMIN}"}
-        r = httpx.post(server.url + "/v1/jobs", headers=admin, json={"job": {
-            "name": "train", "kind": "training", "team": "research", "gpus": "H100:16", "tp": 8,
-            "command": TRAIN, "checkpoint_interval_s": 1}})
-        assert r.status_code == 201, r.text
-        jid = r.json()["id"]
-        job = wait_for(lambda: (j := httpx.get(f"{server.url}/v1/jobs/{jid}", headers=admin).json())["state"]
-                       == "running" and j, timeout=60, what="the gang to run on provider A")
-        assert job["placements"][0]["cluster"] == "a-h100"  # the cheaper provider
-        step = tmp_path / "checkpoints" / str(jid) / "step"
-        wait_for(lambda: step.exists() and int(step.read_text() or 0) >= 5, timeout=60, what="progress on A")
-        on_a = httpx.get(f"{server.url}/v1/jobs/{jid}/logs", headers=admin).text
+        on_a = httpx.get(f"{server.url}/v1/jobs/{jid}/logs", headers=ADMIN_H).text
         assert "[rank 0] resume at 0 on a-h100" in on_a  # one rank per tensor-parallel group
         assert re.search(r"^\[rank 1\] resume at \d+ on a-h100$", on_a, re.MULTILINE), on_a
         for node in domains:  # provider A's machines go away mid-run
             machine_dies(cluster, node)
-        done = wait_for(lambda: (j := httpx.get(f"{server.url}/v1/jobs/{jid}", headers=admin).json())["state"]
-                        in ("succeeded", "failed") and j, timeout=120, what="the job to end")
-        assert done["state"] == "succeeded", done
-        assert [p["cluster"] for p in done["placements"]] == ["a-h100", "b-h100"]
-        assert done["placements"][0]["outcome"] == "lost" and done["attempt"] == 2
-        assert done["lost_gpu_hours"] > 0  # the work since the last checkpoint, reported
-        out = httpx.get(f"{server.url}/v1/jobs/{jid}/logs", headers=admin).text
-        resumed = int(out.split("resume at ")[1].split()[0])
-        assert resumed >= 5 and "on b-h100" in out and "done at 40" in out  # from its checkpoint
-        events = httpx.get(server.url + "/v1/events", headers=admin).json()
-        lost = [e for e in events if e["kind"] == "capacity_lost"]
+        finished_on_b(server, jid)
+        lost = capacity_lost(server)
         assert sorted((e["detail"]["target"], e["detail"]["domain"]) for e in lost) == [("a-h100", 0),
                                                                                         ("a-h100", 1)]
         assert all(e["actor"] == "backend:ray-a" and "died" in e["message"] for e in lost)
@@ -153,57 +141,23 @@ def test_a_gang_moves_to_the_other_provider_when_its_ray_nodes_die(ray_a, tmp_pa
         server.stop()
 
 
-def kill_tree(pid: int) -> None:
-    procs = [pid, *descendants(pid)]
-    for sig in (signal.SIGSTOP, signal.SIGKILL):
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p, sig)
-
-
 def test_the_server_survives_its_whole_ray_cluster_vanishing_and_the_gang_moves(ray_a, tmp_path):
     """Ray's driver ends its own process a minute after its cluster's GCS is gone; the Ray backend runs in
     a child process with a deadline on every call, so the server lives on, counts A as unreachable and moves
     the work."""
     cluster, domains = ray_a
-    (tmp_path / "scenario.yaml").write_text(SCENARIO)
-    (tmp_path / "backends.yaml").write_text(
-        f'ray-a: {{kind: ray, address: "{cluster.address}", namespace: gf-gone, pg_timeout_s: 30, '
-        'call_timeout_s: 3}\n'
-        "local-b: {kind: local}\n")
-    server = ServerProcess(f"sqlite:///{tmp_path / 'g.db'}", tmp_path, scenario=tmp_path / "scenario.yaml",
-                           backend="ray-a", poll=0.3, extra=("--backends", str(tmp_path / "backends.yaml")))
-    server.start()
+    server, jid = serve_and_train(cluster, tmp_path, "gf-gone", call_timeout_s=3)
     try:
-        admin = {"Authorization": f"Bearer {ADMIN}"}
-        r = httpx.post(server.url + "/v1/jobs", headers=admin, json={"job": {
-            "name": "train", "kind": "training", "team": "research", "gpus": "H100:16", "tp": 8,
-            "command": TRAIN, "checkpoint_interval_s": 1}})
-        assert r.status_code == 201, r.text
-        jid = r.json()["id"]
-        wait_for(lambda: httpx.get(f"{server.url}/v1/jobs/{jid}", headers=admin).json()["state"] == "running",
-                 timeout=60, what="the gang to run on provider A")
-        step = tmp_path / "checkpoints" / str(jid) / "step"
-        wait_for(lambda: step.exists() and int(step.read_text() or 0) >= 5, timeout=60, what="progress on A")
         # provider A's whole Ray cluster goes: the head (GCS) first, then every machine with its work
-        head = cluster.head_node.all_processes
-        for kind in list(head):
-            for info in head[kind]:
+        for infos in cluster.head_node.all_processes.values():
+            for info in infos:
                 kill_tree(info.process.pid)
         for node in domains:
             kill_tree(node.all_processes[ray._private.ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
-        done = wait_for(lambda: (j := httpx.get(f"{server.url}/v1/jobs/{jid}", headers=admin).json())["state"]
-                        in ("succeeded", "failed") and j, timeout=180, what="the job to end")
+        finished_on_b(server, jid)
         assert server.proc.poll() is None, "the server died with its Ray cluster"
         assert httpx.get(server.url + "/health").status_code == 200
-        assert done["state"] == "succeeded", done
-        assert [p["cluster"] for p in done["placements"]] == ["a-h100", "b-h100"]
-        assert done["placements"][0]["outcome"] == "lost" and done["attempt"] == 2
-        assert done["lost_gpu_hours"] > 0
-        out = httpx.get(f"{server.url}/v1/jobs/{jid}/logs", headers=admin).text
-        assert int(out.split("resume at ")[1].split()[0]) >= 5 and "done at 40" in out
-        events = httpx.get(server.url + "/v1/events", headers=admin).json()
-        lost = [e for e in events if e["kind"] == "capacity_lost"]
+        lost = capacity_lost(server)
         assert [e["detail"]["target"] for e in lost] == ["a-h100"]
         assert "backend ray-a unreachable" in lost[0]["message"]
     finally:

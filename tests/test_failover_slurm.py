@@ -9,30 +9,13 @@ import slurm_cluster as sc
 from live_helpers import ADMIN, wait_for
 from server_proc import ServerProcess
 
+from gpufleet.cli.demo_live import failover_scenario, train_command
+
 slurm_clusters = sc.slurm_clusters
 
-SCENARIO = """
-name: two-slurm-providers
-start: 2026-01-01
-end: 2036-01-01
-providers:
-  - {name: prov-a, kind: custom, regions: [local]}
-  - {name: prov-b, kind: custom, regions: [local]}
-clusters:
-  - {name: a-h100, provider: prov-a, region: local, gpu: H100, domain_size: 8, domains: 2,
-     price_per_gpu_hour: 2.0, backend: slurm-a}
-  - {name: b-h100, provider: prov-b, region: local, gpu: H100, domain_size: 8, domains: 2,
-     price_per_gpu_hour: 3.0, backend: slurm-b}
-contracts:
-  - {name: a-od, kind: on_demand, provider: prov-a, clusters: [a-h100], start: 2026-01-01, end: 2036-01-01}
-  - {name: b-od, kind: on_demand, provider: prov-b, clusters: [b-h100], start: 2026-01-01, end: 2036-01-01}
-teams:
-  - {name: research, quota_gpus: 32}
-"""
+SCENARIO = failover_scenario("slurm-a", "slurm-b")
 
-TRAIN = ('d="$GPUFLEET_CHECKPOINT_DIR"; n=$(cat "$d/step" 2>/dev/null || echo 0); '
-         'echo "resume at $n on $GPUFLEET_CLUSTER"; while [ "$n" -lt 40 ]; do n=$((n+1)); '
-         'echo $n > "$d/step.tmp" && mv "$d/step.tmp" "$d/step"; sleep 0.1; done; echo "done at $n"')
+TRAIN = train_command(40, 0.1)
 
 
 def test_a_gang_moves_to_the_other_provider_when_its_slurm_stops(slurm_clusters, tmp_path):

@@ -44,30 +44,42 @@ STOP_AT_STEP = 6      # provider A's Slurm is stopped once the gang has checkpoi
 
 PROVIDERS = (("prov-a", "a-h100", "slurm-a"), ("prov-b", "b-h100", "slurm-b"))
 
-SCENARIO = """\
-name: live-failover-demo
+def failover_scenario(backend_a: str, backend_b: str, name: str = "live-failover-demo") -> str:
+    """Two providers with one 16-GPU cluster each (two 8-GPU NVLink domains), A cheaper than B, each run by
+    the named backend: the portfolio of this demo and of the failover tests."""
+    return f"""\
+name: {name}
 start: 2026-01-01
 end: 2036-01-01
 providers:
-  - {name: prov-a, kind: custom, regions: [local]}
-  - {name: prov-b, kind: custom, regions: [local]}
+  - {{name: prov-a, kind: custom, regions: [local]}}
+  - {{name: prov-b, kind: custom, regions: [local]}}
 clusters:
-  - {name: a-h100, provider: prov-a, region: local, gpu: H100, domain_size: 8, domains: 2,
-     price_per_gpu_hour: 2.0, backend: slurm-a}
-  - {name: b-h100, provider: prov-b, region: local, gpu: H100, domain_size: 8, domains: 2,
-     price_per_gpu_hour: 3.0, backend: slurm-b}
+  - {{name: a-h100, provider: prov-a, region: local, gpu: H100, domain_size: 8, domains: 2,
+     price_per_gpu_hour: 2.0, backend: {backend_a}}}
+  - {{name: b-h100, provider: prov-b, region: local, gpu: H100, domain_size: 8, domains: 2,
+     price_per_gpu_hour: 3.0, backend: {backend_b}}}
 contracts:
-  - {name: a-od, kind: on_demand, provider: prov-a, clusters: [a-h100], start: 2026-01-01, end: 2036-01-01}
-  - {name: b-od, kind: on_demand, provider: prov-b, clusters: [b-h100], start: 2026-01-01, end: 2036-01-01}
+  - {{name: a-od, kind: on_demand, provider: prov-a, clusters: [a-h100], start: 2026-01-01, end: 2036-01-01}}
+  - {{name: b-od, kind: on_demand, provider: prov-b, clusters: [b-h100], start: 2026-01-01, end: 2036-01-01}}
 teams:
-  - {name: research, quota_gpus: 32}
+  - {{name: research, quota_gpus: 32}}
 """
 
-# Resumes from $GPUFLEET_CHECKPOINT_DIR/step, then writes each step there atomically.
-TRAIN = ('d="$GPUFLEET_CHECKPOINT_DIR"; n=$(cat "$d/step" 2>/dev/null || echo 0); '
-         'echo "resume at $n on $GPUFLEET_CLUSTER"; '
-         f'while [ "$n" -lt {STEPS} ]; do n=$((n+1)); '
-         f'echo $n > "$d/step.tmp" && mv "$d/step.tmp" "$d/step"; sleep {STEP_S}; done; echo "done at $n"')
+
+def train_command(steps: int, step_s: float) -> str:
+    """A training loop that resumes from $GPUFLEET_CHECKPOINT_DIR/step and checkpoints every step
+    atomically; every rank trains, rank 0 (GPUFLEET_RANK on Ray, SLURM_PROCID under srun) writes."""
+    return ('d="$GPUFLEET_CHECKPOINT_DIR"; n=$(cat "$d/step" 2>/dev/null || echo 0); '
+            'echo "resume at $n on $GPUFLEET_CLUSTER"; '
+            f'while [ "$n" -lt {steps} ]; do n=$((n+1)); '
+            'if [ "${GPUFLEET_RANK:-${SLURM_PROCID:-0}}" = 0 ]; then '
+            'echo $n > "$d/step.tmp" && mv "$d/step.tmp" "$d/step"; fi; '
+            f'sleep {step_s}; done; echo "done at $n"')
+
+
+SCENARIO = failover_scenario("slurm-a", "slurm-b")
+TRAIN = train_command(STEPS, STEP_S)
 EXTRA = 'echo "eval on $GPUFLEET_CLUSTER"; sleep 3; echo "eval done"'
 
 TRAIN_JOB = {"name": "train-16", "kind": "training", "team": "research", "gpus": "H100:16", "tp": 8,
