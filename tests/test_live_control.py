@@ -167,10 +167,15 @@ def test_a_dead_backend_loses_its_clusters_and_work_finishes_elsewhere(db_url, t
         lost = [e for e in events if e["kind"] == "capacity_lost"]
         assert [(e["detail"]["target"], e["actor"]) for e in lost] == [("local-a", "backend:a")]
         assert "backend a unreachable" in lost[0]["message"]
+        assert a.cancelled == []  # no stop sent to a backend that does not answer (it would hold up B's start)
+        stale = a.running and next(iter(a.running))
         b.finish(jid, 0)
         live.wait_state(jid, "succeeded")
         a.revive()
         wait_for(lambda: c.get("/v1/capacity", headers=live.admin).json() == [], what="backend a back")
+        # whatever still ran on A when it came back is stopped then
+        wait_for(lambda: a.cancelled == [stale], what="the stale attempt on A stopped")
+        assert live.job(jid)["state"] == "succeeded"
 
 
 def test_a_service_places_all_its_replicas_or_none(live):

@@ -383,6 +383,7 @@ def _story(d: Demo, jid: int, extra: int) -> dict[str, Any]:
     until(lambda j: (d.step(jid) or 0) >= STOP_AT_STEP, TIMEOUT_PROGRESS_S, f"checkpoint step {STOP_AT_STEP}")
     say("[bold red]stopping provider A's Slurm[/] (slurmctld, both slurmds and the gang's processes)")
     t_stop = time.monotonic()
+    res["stopped_at"] = time.time()  # wall clock, comparable with the server's event times
     stopped.add("prov-a")
     d.stop_cluster("prov-a")
     last_step = d.step(jid)

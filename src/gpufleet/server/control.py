@@ -206,6 +206,9 @@ class Control:
         self._full_pass_epoch = -1
         self._backend_failures: dict[str, int] = {}
         self._backend_down: set[str] = set()
+        # handles to stop on a backend that is down: its work was moved, and whatever still runs there when
+        # it answers again is stopped then (kept in memory: a restart in between forgets them)
+        self._cancel_later: dict[str, list[dict[str, Any]]] = {}
         self.spend_every_s = spend_every_s
         self._spend_at = 0.0                 # when the commitments' burn-down was last read back
         self._thread: threading.Thread | None = None
@@ -676,8 +679,14 @@ class Control:
         next turn's transaction (`_flush_started`)."""
         cancels, self.to_cancel = self.to_cancel, []
         for name, handle in cancels:
+            if name in self._backend_down:  # it would only time out and hold up starts elsewhere
+                self._cancel_later.setdefault(name, []).append(handle)
+                continue
             try:
                 self.backends.for_cluster(name).cancel(handle)
+            except BackendUnavailable as e:
+                log.warning("could not stop work on backend %s (will retry when it answers): %s", name, e)
+                self._cancel_later.setdefault(name, []).append(handle)
             except BackendError as e:
                 log.warning("could not stop work on backend %s: %s", name, e)
         if not self.to_start or self.engine is None:
@@ -827,6 +836,7 @@ class Control:
     def _backend_back(self, s: Session, name: str, now: float) -> None:
         eng = self._need_engine()
         self._backend_down.discard(name)
+        self.to_cancel += [(name, h) for h in self._cancel_later.pop(name, [])]
         for cs in eng.state.clusters:
             if (cs.spec.backend or self.backends.default) == name and not cs.up:
                 self._mark_capacity(s, MarkCapacity(f"backend:{name}", "cluster", cs.name, failed=False,
