@@ -23,7 +23,7 @@ def launch(rid: str = "train") -> Launch:
 @pytest.fixture
 def toy(tmp_path):
     b = IsolatedBackend("toy", "isolation_toys", "Toy", {"name": "toy", "dir": str(tmp_path)},
-                        call_timeout_s=2.0, start_timeout_s=2.0, boot_timeout_s=60.0)
+                        call_timeout_s=2.0, start_timeout_s=2.0, boot_timeout_s=60.0, respawn_after_s=1.0)
     yield b, tmp_path
     b.close()
 
@@ -70,8 +70,29 @@ def test_a_child_that_hangs_or_ends_is_replaced_and_the_call_is_unavailable(toy,
     with pytest.raises(OSError):
         os.kill(first, 0)             # the old child is gone, not left running
     (tmp / "mode").unlink()
-    again = b.start(launch())["pid"]  # a fresh child answers the next call
+    with pytest.raises(BackendUnavailable, match="a new process starts"):
+        b.losses()                    # right after a loss: no new child per call (a poll loop would spin)
+    time.sleep(1.0)
+    again = b.start(launch())["pid"]  # then a fresh child answers
     assert again != first and children(tmp) == {first, again} and b.restarts == 1
+
+
+def test_a_call_does_not_wait_behind_another_past_its_deadline_and_close_is_final(toy):
+    import threading
+    b, tmp = toy
+    b.losses()
+    (tmp / "mode").write_text("hang")
+    slow = threading.Thread(target=lambda: pytest.raises(BackendUnavailable, b.start, launch()))
+    slow.start()                      # holds the child for its 2 s deadline
+    time.sleep(0.3)
+    b.cancel_timeout_s = 0.5
+    with pytest.raises(BackendUnavailable, match="busy with another call"):
+        b.cancel({"id": "x"})         # waits at most its own deadline for the child
+    slow.join()
+    (tmp / "mode").unlink()
+    b.close()
+    with pytest.raises(BackendUnavailable, match="closed"):
+        b.losses()                    # no new child after close
 
 
 def test_a_backend_that_cannot_be_built_reports_why_each_time(tmp_path):

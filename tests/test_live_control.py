@@ -345,3 +345,18 @@ def test_capacity_a_backend_reports_lost_is_marked_failed_and_its_work_moves(liv
     assert lost[0]["actor"] == "backend:local" and lost[0]["detail"]["jobs"] == [jid]
     p = live.client.get("/v1/portfolio", headers=research).json()
     assert {c["name"]: c["domains_down"] for c in p["clusters"]} == {"local-a": [0], "local-b": []}
+
+
+def test_a_loss_the_portfolio_cannot_hold_is_logged_and_the_rest_of_the_poll_applies(live, caplog):
+    research = live.team("research")
+    jid = live.submit(research, name="t", gpus="H100:1")["id"]
+    live.wait_state(jid, "running")
+    fake = live.backends["local"]
+    fake.lose("local-a", 999, "a rack the portfolio does not have")  # the backend and portfolio disagree
+    fake.lose("nowhere", None, "a cluster the portfolio does not have")
+    fake.finish(jid, 0)                                                # reported in the same poll
+    live.wait_state(jid, "succeeded")
+    assert live.client.get("/v1/capacity", headers=live.admin).json() == []
+    wait_for(lambda: "cannot apply" in caplog.text and "not in the portfolio" in caplog.text,
+             what="both refused losses logged")
+    assert "reloading state" not in caplog.text  # no full reload from the database

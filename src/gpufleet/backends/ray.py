@@ -502,17 +502,18 @@ class RayBackend:
             for key, h in handles.items():  # ask every gang first, then collect: one round trip in all
                 gang = self._actor(ray, h["actor"])
                 asked[key] = gang.status.remote() if gang is not None else None
+            deadline = time.monotonic() + self.call_timeout_s  # one budget for the whole poll, not per gang
             for key, ref in asked.items():
-                out[key] = self._status(ray, handles[key], ref)
+                out[key] = self._status(ray, handles[key], ref, max(0.0, deadline - time.monotonic()))
         except self._unavailable(ray) as e:
             raise BackendUnavailable(f"the Ray cluster does not answer: {_first_line(e)}") from e
         return out
 
-    def _status(self, ray: Any, h: dict[str, Any], ref: Any) -> Status:
+    def _status(self, ray: Any, h: dict[str, Any], ref: Any, wait_s: float) -> Status:
         rec = None
         if ref is not None:
             try:
-                rec = ray.get(ref, timeout=self.call_timeout_s)
+                rec = ray.get(ref, timeout=wait_s)
             except ray.exceptions.GetTimeoutError:
                 return Status("running", message="its gang actor is slow to answer")
             except ray.exceptions.RayActorError:
@@ -527,13 +528,18 @@ class RayBackend:
                                           "killed)")
         return Status(rec["state"], rec.get("exit_code"), rec.get("message", ""))
 
+    @staticmethod
+    def cancel_budget_s(call_timeout_s: float) -> float:
+        """The longest a cancel waits: the ranks' graceful stop, then the lookups around it."""
+        return 3 * _STOP_GRACE_S + 40 + call_timeout_s
+
     def cancel(self, handle: dict[str, Any]) -> None:
         ray = self._ray()
         try:
             gang = self._actor(ray, handle["actor"])
             if gang is not None:
                 try:
-                    ray.get(gang.stop.remote(), timeout=3 * _STOP_GRACE_S + 40)
+                    ray.get(gang.stop.remote(), timeout=self.cancel_budget_s(0.0))
                 except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
                     pass
                 try:

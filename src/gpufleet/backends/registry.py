@@ -85,18 +85,22 @@ def make_backend(name: str, data_dir: str | Path, kind: str | None = None, **opt
             return FakeBackend(name, **options)
         if kind == "ray":
             from .ray import RayBackend
-            isolate = bool(options.pop("isolate", True))
+            isolate = options.pop("isolate", True)
+            if isinstance(isolate, str):
+                isolate = isolate.strip().lower() not in ("false", "no", "off", "0")
             if not isolate:
                 return RayBackend(name=name, **options)
             # Ray's driver ends its process when its cluster vanishes: keep it out of the server's
             import inspect
 
             from .isolated import IsolatedBackend
-            inspect.signature(RayBackend).bind(name=name, **options)  # a bad option fails here, not later
+            bound = inspect.signature(RayBackend).bind(name=name, **options)  # a bad option fails here
+            bound.apply_defaults()
+            t = bound.arguments
             return IsolatedBackend(name, "gpufleet.backends.ray", "RayBackend", {"name": name, **options},
-                                   call_timeout_s=float(options.get("call_timeout_s", 30.0)) + 15.0,
-                                   start_timeout_s=float(options.get("pg_timeout_s", 60.0))
-                                   + float(options.get("start_timeout_s", 120.0)) + 30.0)
+                                   call_timeout_s=float(t["call_timeout_s"]) + 15.0,
+                                   start_timeout_s=float(t["pg_timeout_s"]) + float(t["start_timeout_s"]) + 30.0,
+                                   cancel_timeout_s=RayBackend.cancel_budget_s(float(t["call_timeout_s"])) + 15.0)
         if kind == "k8s":
             from .k8s import KubernetesBackend
             return KubernetesBackend(name=name, **options)

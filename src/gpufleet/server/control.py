@@ -763,6 +763,8 @@ class Control:
                     statuses.update(b.poll(by_backend[name]))
                 losses += [(name, x) for x in b.losses()]
                 self._backend_failures[name] = 0
+                if name not in self._backend_down and name in self._cancel_later:
+                    self.to_cancel += [(name, h) for h in self._cancel_later.pop(name)]  # it answers: retry
                 if name in self._backend_down:
                     unreachable.append((name, ""))  # answered again
             except BackendUnavailable as e:
@@ -784,10 +786,16 @@ class Control:
                     self._backend_back(s, name, now)
             for name, loss in losses:
                 if loss.cluster not in self.engine.state.by_name:
+                    log.warning("backend %s reported capacity lost on %r, which is not in the portfolio",
+                                name, loss.cluster)
                     continue
                 scope = "cluster" if loss.domain is None else "domain"
-                self._mark_capacity(s, MarkCapacity(f"backend:{name}", scope, loss.cluster, loss.domain,
-                                                    reason=loss.reason or "reported by the backend"))
+                try:
+                    with s.begin_nested():
+                        self._mark_capacity(s, MarkCapacity(f"backend:{name}", scope, loss.cluster, loss.domain,
+                                                            reason=loss.reason or "reported by the backend"))
+                except Refused as e:  # the backend and the portfolio disagree (a domain the cluster lacks)
+                    log.warning("backend %s reported a loss gpufleet cannot apply: %s (%s)", name, e, loss.reason)
             for pid, st in changed.items():
                 act = owner.get(pid)
                 if act is None or act.request_id not in self.active:
@@ -851,9 +859,13 @@ class Control:
         if not commitments or portfolio is None:
             return
         since = min(k.start for k in commitments)
-        with Session(self.db) as s:
-            usage, fees = read_rows(s, since, now)
-        drawn = {r["contract"]: r["usd"] for r in spend(portfolio, usage, fees, since, now)["contracts"]}
+        try:
+            with Session(self.db) as s:
+                usage, fees = read_rows(s, since, now)
+            drawn = {r["contract"]: r["usd"] for r in spend(portfolio, usage, fees, since, now)["contracts"]}
+        except Exception:  # keep the last burn-down; try again at the next refresh
+            log.exception("could not read the spend commitments' burn-down back")
+            return
         for k in commitments:
             k.spent_usd = drawn.get(k.name, 0.0)
 
