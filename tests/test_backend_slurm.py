@@ -4,6 +4,7 @@ The pure parts (sbatch options, the batch script) are tested without Slurm; the 
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -11,7 +12,14 @@ import pytest
 import slurm_cluster as sc
 
 from gpufleet.backends.base import BackendError, BackendUnavailable, Launch, Loss, Status
-from gpufleet.backends.slurm import SlurmBackend, _exit_code, _gres_gpus, batch_script, sbatch_args
+from gpufleet.backends.slurm import (
+    SlurmBackend,
+    _domains_of,
+    _exit_code,
+    _gres_gpus,
+    batch_script,
+    sbatch_args,
+)
 
 # the fixtures (pytest finds them as attributes of this module)
 slurm_clusters = sc.slurm_clusters
@@ -96,15 +104,111 @@ def test_pinned_to_the_allocated_domains(tmp_path):
     assert "--constraint=[domain0*2&domain1*2]" in args and "--nodes=4" in args and "--gres=gpu:4" in args
     assert "--segment=2" in sbatch_args(part, 4, None, None, racks, segments=True)
     assert "--constraint=domain1" in sbatch_args(a_launch(tmp_path, "x", parts=((1, 4),)), 4, None, None, racks)
-    # different GPUs per node in different domains: one job cannot say it, Slurm picks the nodes
+    # different GPUs per node in whole domains: the nodes by name, the GPUs job-wide
     uneven = a_launch(tmp_path, "x", parts=((0, 8), (1, 4)), group=4)
     args = sbatch_args(uneven, 8, None, None, one_node_domains)
-    assert not any(a.startswith(("--nodelist", "--constraint")) for a in args) and "--switches=1" in args
+    assert "--nodelist=n1,n2" in args and "--nodes=2" in args and "--gpus=12" in args
+    assert not any(a.startswith(("--gres", "--switches", "--constraint")) for a in args)
     # a domain the Slurm cluster does not have, or too small for its share: a clear error
     with pytest.raises(BackendError, match="no node in NVLink domain 7"):
         sbatch_args(a_launch(tmp_path, "x", parts=((7, 8),)), 8, None, None, one_node_domains)
     with pytest.raises(BackendError, match="not the 16 GPUs"):
         sbatch_args(a_launch(tmp_path, "x", parts=((0, 16),)), 8, None, None, one_node_domains)
+
+
+def pinning(args: list[str]) -> list[str]:
+    return [a for a in args if a.startswith(("--nodes=", "--nodelist", "--constraint", "--switches", "--gres",
+                                             "--gpus", "--ntasks-per-node", "--segment"))]
+
+
+def test_parts_without_gpus_are_left_out(tmp_path, caplog):
+    one_node_domains = {0: ["n1"], 1: ["n2"]}
+    launch = a_launch(tmp_path, "x", parts=((0, 0), (1, 8)), group=8)
+    assert pinning(sbatch_args(launch, 8, None, None, one_node_domains)) == [
+        "--nodes=1", "--gres=gpu:8", "--ntasks-per-node=1", "--nodelist=n2"]
+    # no GPUs at all: one node, unpinned, and never --gres=gpu:0 (pinned or not)
+    caplog.set_level(logging.WARNING, logger="gpufleet.backends")
+    for parts in (((0, 0),), ((0, 0), (1, 0)), ()):
+        none = a_launch(tmp_path, "x", parts=parts, group=2)
+        for domains in (one_node_domains, None):
+            assert pinning(sbatch_args(none, 8, None, None, domains)) == ["--nodes=1", "--ntasks-per-node=1"]
+    assert not caplog.records  # nothing was asked for, so nothing fell back
+
+
+def test_parts_on_the_same_domain_are_merged(tmp_path):
+    one_node_domains = {0: ["n1"], 1: ["n2"]}
+    twice = a_launch(tmp_path, "x", parts=((0, 8), (0, 8)), group=8)
+    # 16 GPUs on a one-node domain of 8 does not fit: said, not a --nodelist=n1,n1
+    with pytest.raises(BackendError, match="domain 0 has 1 node.*not the 16 GPUs"):
+        sbatch_args(twice, 8, None, None, one_node_domains)
+    halves = a_launch(tmp_path, "x", parts=((0, 4), (1, 8), (0, 4)), group=4)
+    assert pinning(sbatch_args(halves, 8, None, None, one_node_domains)) == [
+        "--nodes=2", "--gres=gpu:8", "--ntasks-per-node=2", "--nodelist=n1,n2"]
+    racks = {0: ["n1", "n2"], 1: ["n3", "n4"]}
+    split = a_launch(tmp_path, "x", parts=((0, 4), (0, 4), (1, 4)), group=4)
+    assert pinning(sbatch_args(split, 4, None, None, racks)) == [
+        "--nodes=3", "--gres=gpu:4", "--ntasks-per-node=1", "--constraint=[domain0*2&domain1*1]"]
+
+
+def test_domains_from_node_names_never_merge(tmp_path, caplog):
+    def node(name, features=""):
+        return {"name": name, "features": features, "active_features": features, "partitions": ["gpu"]}
+
+    # a1 and b1 both end in 1 (index 0); c3 -> 2 collides with feature domain2; n5 -> 4 is alone
+    nodes = [node("a1"), node("b1"), node("x9", "domain2"), node("c3"), node("n5"), node("y", "domain7")]
+    domains, named, ambiguous = _domains_of(nodes)
+    assert domains == {0: ["a1", "b1"], 2: ["c3", "x9"], 4: ["n5"], 7: ["y"]}
+    assert named == {0, 4} and ambiguous == {0, 2}
+    caplog.set_level(logging.WARNING, logger="gpufleet.backends")
+    # an ambiguous domain is not pinned at all (no --constraint=domain0 naming a feature nobody has)
+    for parts in (((0, 8),), ((2, 8),)):
+        args = sbatch_args(a_launch(tmp_path, "x", parts=parts, group=8), 8, None, None, domains, False, named,
+                           ambiguous)
+        assert not any(a.startswith(("--nodelist", "--constraint")) for a in args), args
+    assert len(caplog.records) == 2 and all("not pinned" in r.getMessage() for r in caplog.records)
+    # a name-derived domain is named by --nodelist only
+    caplog.clear()
+    args = sbatch_args(a_launch(tmp_path, "x", parts=((4, 8),), group=8), 8, None, None, domains, False, named,
+                       ambiguous)
+    assert "--nodelist=n5" in args and not any(a.startswith("--constraint") for a in args)
+    # a share of a feature domain together with a name-only domain: one job cannot say both
+    racks = {0: ["n1", "n2"], 5: ["z6"]}
+    args = sbatch_args(a_launch(tmp_path, "x", parts=((0, 4), (5, 4)), group=4), 4, None, None, racks, False,
+                       {5}, set())
+    assert not any(a.startswith(("--nodelist", "--constraint")) for a in args) and "--switches=1" in args
+    assert len(caplog.records) == 1 and "known only by node name" in caplog.records[0].getMessage()
+
+
+def test_mixed_gpus_per_node(tmp_path, caplog):
+    one_node_domains = {0: ["n1"], 1: ["n2"], 2: ["n3"]}
+    caplog.set_level(logging.WARNING, logger="gpufleet.backends")
+    # 8 + 8 + 4 (in Slurm's node order) with TP 4 would be 2, 2 and 1 tasks: one task per node
+    launch = a_launch(tmp_path, "x", parts=((2, 4), (0, 8), (1, 8)), group=4)
+    assert pinning(sbatch_args(launch, 8, None, None, one_node_domains)) == [
+        "--nodes=3", "--gpus=20", "--ntasks-per-node=1", "--nodelist=n1,n2,n3"]
+    # TP 8 on 8 + 4: one task on each node
+    assert "--ntasks-per-node=1" in sbatch_args(a_launch(tmp_path, "x", parts=((0, 8), (1, 4)), group=8), 8,
+                                                None, None, one_node_domains)
+    # TP 2 on 6 + 4 would be 3 and 2 tasks: one task per node
+    assert "--ntasks-per-node=1" in sbatch_args(a_launch(tmp_path, "x", parts=((0, 6), (1, 4)), group=2), 8,
+                                                None, None, one_node_domains)
+    assert not caplog.records
+    # the larger share on a later node: Slurm would fill n1 first, so it is not pinned (and said)
+    later = a_launch(tmp_path, "x", parts=((0, 4), (1, 8)), group=4)
+    args = sbatch_args(later, 8, None, None, one_node_domains)
+    assert not any(a.startswith(("--nodelist", "--constraint", "--gpus=")) for a in args)
+    assert "--switches=1" in args and "--nodes=2" in args and "--gres=gpu:6" in args
+    # mixed and a share of a multi-node domain: not pinned either
+    racks = {0: ["n1", "n2"], 1: ["n3"]}
+    args = sbatch_args(a_launch(tmp_path, "x", parts=((0, 4), (1, 2)), group=2), 4, None, None, racks)
+    assert "--switches=1" in args and not any(a.startswith(("--nodelist", "--constraint")) for a in args)
+    # whole multi-node domains with different GPUs per node: 4 per node on n1,n2 then 2 on n3
+    args = sbatch_args(a_launch(tmp_path, "x", parts=((0, 8), (1, 2)), group=2), 4, None, None, racks)
+    assert pinning(args) == ["--nodes=3", "--gpus=10", "--ntasks-per-node=1", "--nodelist=n1,n2,n3"]
+    assert [r.getMessage().split(": ", 2)[2] for r in caplog.records] == [
+        ("different GPUs per node, and a node later in Slurm's order takes more (Slurm fills --gpus in node "
+         "order); Slurm picks the nodes"),
+        "different GPUs per node in different domains, and not whole domains; Slurm picks the nodes"]
 
 
 def test_helpers():
@@ -240,3 +344,53 @@ def test_two_clusters_at_once(slurm_clusters, tmp_path):
     assert sorted(bz.logs(hz).splitlines()) == ["prov-b 2 0,1,2,3"] * 2
     z.run("scontrol", "update", "nodename=n3", "state=down", "reason=x", check=True)
     assert ba.losses() == [] and [(x.cluster, x.domain) for x in bz.losses()] == [("b", 2)]
+
+
+def test_mixed_gpus_per_node_land_where_gpufleet_counted_them(slurm_clusters, tmp_path, caplog):
+    c = slurm_clusters("hgx", nodes=3, gpus=8)  # one HGX node per domain: n1 domain0, n2 domain1, n3 domain2
+    b = backend(c, tmp_path)
+    caplog.set_level(logging.WARNING, logger="gpufleet.backends")
+    cmd = "echo $SLURMD_NODENAME $CUDA_VISIBLE_DEVICES $SLURM_NTASKS"
+    h = b.start(a_launch(tmp_path, cmd, job_id=1, parts=((1, 4), (0, 8)), group=4))
+    assert h["where"] == ["--nodelist=n1,n2"]
+    assert finished(b, h) == Status("succeeded", 0)
+    assert c.job(h["id"])["NodeList"] == "n[1-2]"
+    # Slurm 22.05 gave n1 its 8 GPUs and n2 its 4, one task on each, as gpufleet counted them
+    assert sorted(b.logs(h).splitlines()) == ["n1 0,1,2,3,4,5,6,7 2", "n2 0,1,2,3 2"]
+    assert not caplog.records
+    # the larger share on the later node: Slurm would fill n2 first, so Slurm picks the nodes, and it is said
+    h2 = b.start(a_launch(tmp_path, cmd, job_id=2, parts=((2, 8), (1, 4)), group=4))
+    assert h2["where"] == ["--switches=1"]
+    assert finished(b, h2) == Status("succeeded", 0)
+    assert [r.name for r in caplog.records] == ["gpufleet.backends"]
+    assert "not pinned to NVLink domains 2:8,1:4" in caplog.records[0].getMessage()
+
+
+def test_domains_that_changed_are_read_again(slurm_clusters, tmp_path):
+    c = slurm_clusters("moving", nodes=3, gpus=4, nodes_per_domain=2)  # domain0: n1,n2  domain1: n3
+    b = backend(c, tmp_path)
+    assert b.domains() == {0: ["n1", "n2"], 1: ["n3"]}
+
+    def features(node: str, feature: str) -> None:
+        c.run("scontrol", "update", f"nodename={node}", f"availablefeatures={feature}",
+              f"activefeatures={feature}", check=True)
+
+    # n2 moves to domain 1: the cache says domain 1 is one node, too small for 8 GPUs; read again, pinned
+    features("n2", "domain1")
+    h = b.start(a_launch(tmp_path, "echo $SLURMD_NODENAME", job_id=1, parts=((1, 8),), group=4))
+    assert h["where"] == ["--nodelist=n2,n3"] and b.domains() == {0: ["n1"], 1: ["n2", "n3"]}
+    assert finished(b, h) == Status("succeeded", 0) and c.job(h["id"])["NodeList"] == "n[2-3]"
+    # domain 1 goes away: sbatch refuses the cached --constraint=domain1; the domains are read again once,
+    # and the launch fails on what the cluster has now, not on sbatch's refusal
+    features("n2", "domain5")
+    features("n3", "domain5")
+    with pytest.raises(BackendError, match="no node in NVLink domain 1") as e:
+        b.start(a_launch(tmp_path, "true", job_id=2, parts=((1, 4),), group=4))
+    assert "sbatch refused" not in str(e.value)
+    # losses() reads sinfo every poll and keeps the domains current without another sinfo call at start
+    features("n1", "domain6")
+    assert b.losses() == []
+    assert b._domains == {5: ["n2", "n3"], 6: ["n1"]}
+    h = b.start(a_launch(tmp_path, "echo $SLURMD_NODENAME", job_id=3, parts=((6, 4),), group=4))
+    assert h["where"] == ["--nodelist=n1"]
+    assert finished(b, h) == Status("succeeded", 0) and c.job(h["id"])["NodeList"] == "n1"
