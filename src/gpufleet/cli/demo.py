@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperCommand
 
 from ..files import load_scenario
-from .common import example_path, out, scenario_or_exit
+from .common import err, example_path, out, scenario_or_exit
 from .simulate import build_simulator, run_with_progress, summary_table, write_outputs
 
 DEMO_UNTIL = "2027-01-01"                 # the AWS UltraServer ramp completes by the end of 2026
@@ -69,14 +69,15 @@ class DemoCommand(TyperCommand):
 def demo(report: Annotated[str, typer.Option(help="where to write the HTML report")] = "gpufleet-demo.html",
          json_out: Annotated[Optional[str], typer.Option(
              "--json", metavar="[FILE]",
-             help="write the result document(s) to this file, or to stdout when no file (or -) is given; "
-                  "with --live, instead of the narration and report")] = None,
+             help="write the result document(s) to this file, or to stdout when no file (or -) is given "
+                  "(the narration, table and report then go to stderr)")] = None,
          seed: Annotated[int, typer.Option(help="random seed")] = 0,
          live: Annotated[bool, typer.Option("--live", help="run the live failover demo instead: two local "
                          "Slurm clusters, a real `gpufleet serve`, provider A's Slurm stopped under a "
                          "training gang (docs/demo-live.md)")] = False,
          workdir: Annotated[Optional[str], typer.Option(help="--live: work in this directory (default: a "
-                            "new temporary one)")] = None,
+                            "new temporary one); it must be new, empty or an earlier --workdir of the demo "
+                            "(exit 2 otherwise)")] = None,
          keep: Annotated[bool, typer.Option(help="--live: keep the work dir (logs, database, checkpoints)")]
          = False) -> None:
     """Simulate the bundled frontier-lab portfolio through its ramp with one provider outage, under the
@@ -87,13 +88,14 @@ def demo(report: Annotated[str, typer.Option(help="where to write the HTML repor
         raise typer.Exit(run_live(workdir, keep, json_out))
     file = example_path("frontier-lab.yaml")
     p = scenario_or_exit(file)
-    out.print(f"gpufleet demo: [bold]{p.scenario.name}[/], {p.start} .. {DEMO_UNTIL}, outage {DEMO_OUTAGE}, "
+    say = err if json_out == "-" else out  # stdout then holds the JSON document alone
+    say.print(f"gpufleet demo: [bold]{p.scenario.name}[/], {p.start} .. {DEMO_UNTIL}, outage {DEMO_OUTAGE}, "
               f"profiles {' vs '.join(PROFILES)} (two runs in parallel)...")
     with ProcessPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(_one, [(file, prof, seed) for prof in PROFILES]))
-    out.print(summary_table(results))
+    say.print(summary_table(results))
     notes = _notes(*results)
     for n in notes:
-        out.print(f"- {n}")
+        say.print(f"- {n}")
     write_outputs(results, p, json_out, report, notes)
-    out.print(f"report written to [bold]{report}[/]")
+    say.print(f"report written to [bold]{report}[/]")

@@ -7,7 +7,11 @@ Slurm is stopped under it. The server notices, requeues the gang and it finishes
 last checkpoint; a small batch job pinned to B runs alongside and is not affected. Everything started is
 stopped again, also on Ctrl-C or error.
 
-Exit codes: 0 the failover worked, 1 it did not (or something failed on the way), 3 Slurm is not installed.
+A work dir the demo uses holds a marker file (.gpufleet-demo): `--workdir` refuses a non-empty directory
+without one, and the demo only ever removes what it wrote there itself.
+
+Exit codes: 0 the failover worked, 1 it did not (or something failed on the way), 2 the --workdir is not the
+demo's, 3 Slurm is not installed.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +37,7 @@ import httpx
 from rich.console import Console
 
 from ..devtools import slurm_dev
-from .common import EXIT_FAILURE, EXIT_OK, emit_json, err, escape, out
+from .common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, emit_json, err, escape, out
 
 EXIT_NO_SLURM = 3
 INSTALL_HINT = "apt-get install slurmctld slurmd slurm-client"
@@ -109,8 +114,39 @@ def _free_port() -> int:
 
 
 def _slurm_dev(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gpufleet.devtools.slurm_dev", *args], check=False,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    """Run slurm_dev in a child of its own session, so that a Ctrl-C on the terminal does not reach it: a
+    `down` cut short could leave a cluster's daemons stopped with SIGSTOP. A Ctrl-C (or SIGTERM) in the
+    demo while it runs lets it finish first. Raises TimeoutExpired (the child is then killed)."""
+    cmd = [sys.executable, "-m", "gpufleet.devtools.slurm_dev", *args]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          stdin=subprocess.DEVNULL, start_new_session=True) as p:
+        try:
+            so, se = p.communicate(timeout=timeout)
+        except KeyboardInterrupt:
+            try:
+                p.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.communicate()
+            raise
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            raise
+    return subprocess.CompletedProcess(cmd, p.returncode, so, se)
+
+
+def _down(d: Path, timeout: float = 180) -> str | None:
+    """Stop the slurm-dev cluster in D; what went wrong, or None."""
+    try:
+        r = _slurm_dev("down", str(d), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"`slurm_dev down {d}` did not finish within {timeout:.0f}s"
+    except OSError as e:
+        return f"`slurm_dev down {d}`: {e}"
+    if r.returncode != 0:
+        return r.stderr.strip() or f"`slurm_dev down {d}` exited {r.returncode}"
+    return None
 
 
 @dataclass
@@ -151,6 +187,7 @@ class Demo:
         self.say = say
         self.clusters: dict[str, Cluster] = {}
         self.short_dirs: list[Path] = []
+        self.starting: dict[str, subprocess.Popen] = {}  # `slurm_dev up` children still starting a cluster
         self.server: subprocess.Popen | None = None
         self.server_log = workdir / "server.log"
         self.token = secrets.token_urlsafe(24)
@@ -172,24 +209,30 @@ class Demo:
     def start_clusters(self) -> None:
         for name, _, _ in PROVIDERS:
             self.clusters[name] = self._cluster_dir(name)
-        procs = {}
-        for c in self.clusters.values():  # both at once
+        procs = self.starting
+        for c in self.clusters.values():  # both at once; in their own sessions, stopped by stop_starting
             procs[c.name] = subprocess.Popen(
                 [sys.executable, "-m", "gpufleet.devtools.slurm_dev", "up", str(c.dir), "--json", "--clean",
                  "--name", c.name, "--nodes", "2", "--gpus-per-node", "8", "--nodes-per-domain", "1",
                  "--timeout", "120"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                start_new_session=True)
         problems = []
-        for name, p in procs.items():
+        for name, p in list(procs.items()):
             try:
                 so, se = p.communicate(timeout=240)
             except subprocess.TimeoutExpired:
                 p.kill()
                 so, se = p.communicate()
+                se = f"`slurm_dev up` did not finish within 240s\n{se}"
+            del procs[name]
             if p.returncode != 0:
                 problems.append(f"{name}: {se.strip() or 'exit ' + str(p.returncode)}")
                 continue
-            self.clusters[name].info = json.loads(so.strip().splitlines()[-1])
+            try:
+                self.clusters[name].info = json.loads(so.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                problems.append(f"{name}: `slurm_dev up` printed no cluster description: {so[-300:]!r}")
         if problems:
             raise DemoFailed("could not start the Slurm clusters:\n" + "\n".join(problems))
         for c in self.clusters.values():
@@ -197,11 +240,23 @@ class Demo:
             self.say(f"Slurm cluster [bold]{c.name}[/] up: slurmctld on 127.0.0.1:{i['controller_port']}, "
                      f"nodes {', '.join(i['nodes'])} x {i['gpus_per_node']} GPUs (one NVLink domain each)")
 
+    def stop_starting(self) -> None:
+        """Kill the `slurm_dev up` children still running (interrupted while the clusters start), so that
+        none starts a daemon after cleanup's `down`."""
+        for p in self.starting.values():
+            if p.poll() is None:
+                p.kill()
+        for p in self.starting.values():
+            try:
+                p.communicate(timeout=30)
+            except (subprocess.TimeoutExpired, OSError, ValueError):
+                pass
+        self.starting.clear()
+
     def stop_cluster(self, name: str) -> None:
-        c = self.clusters[name]
-        r = _slurm_dev("down", str(c.dir))
-        if r.returncode != 0:
-            raise DemoFailed(f"could not stop {name}: {r.stderr.strip()}")
+        problem = _down(self.clusters[name].dir)
+        if problem:
+            raise DemoFailed(f"could not stop {name}: {problem}")
 
     def leftover_processes(self) -> dict[str, int]:
         """Slurm processes still running for each cluster of the demo."""
@@ -459,6 +514,7 @@ def _problems(res: dict) -> list[str]:
     left = {k: v for k, v in res.get("leftover_processes", {}).items() if v}
     if left:
         p.append(f"Slurm processes left running: {left}")
+    p += [f"cleanup: {e}" for e in res.get("cleanup_errors", [])]
     return p
 
 
@@ -487,6 +543,7 @@ def _report(res: dict) -> None:
     left = res.get("leftover_processes", {})
     out.print("  cleanup: server stopped, Slurm clusters stopped"
               + ("" if not any(left.values()) else f" [red](processes left: {left})[/]")
+              + ("" if not res.get("cleanup_errors") else f" [red]({len(res['cleanup_errors'])} error(s))[/]")
               + (f"; work dir kept at {res['workdir']}" if res.get("kept") else "; work dir removed"))
     out.print(f"  wall time: {res['wall_s']:.1f}s")
     if res["ok"]:
@@ -498,35 +555,49 @@ def _report(res: dict) -> None:
             out.print(f"  - {escape(p)}")
 
 
+def _refuse(doc: dict, msg: str, as_json: bool, json_out: str | None, code: int) -> int:
+    """The demo does not start: the document (stdout or file) and the message on stderr."""
+    if as_json:
+        emit_json(doc)
+    elif json_out:
+        Path(json_out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    err.print(f"[bold red]error:[/] {escape(msg)}")
+    return code
+
+
 def run_live(workdir: str | None, keep: bool, json_out: str | None = None) -> int:
     """The whole demo; returns the exit code. json_out "-": the result document on stdout instead of the
     narration and report (which go to stderr); a path: the document written there as well."""
     as_json = json_out == "-"
+    wd = Path(workdir).resolve() if workdir else None
+    if wd is not None:
+        problem = workdir_problem(wd)
+        if problem:
+            return _refuse({"ok": False, "error": "workdir_refused", "workdir": str(wd), "message": problem},
+                           problem, as_json, json_out, EXIT_BAD_INPUT)
     missing = missing_slurm()
     if missing:
         msg = (f"Slurm is not installed here (missing {', '.join(missing)}); the live demo runs two local "
                f"Slurm clusters. Install them with: {INSTALL_HINT}")
-        doc = {"ok": False, "error": "slurm_missing", "missing": missing, "install": INSTALL_HINT}
-        if as_json:
-            emit_json(doc)
-        elif json_out:
-            Path(json_out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-        err.print(f"[bold red]error:[/] {escape(msg)}")
-        return EXIT_NO_SLURM
+        return _refuse({"ok": False, "error": "slurm_missing", "missing": missing, "install": INSTALL_HINT},
+                       msg, as_json, json_out, EXIT_NO_SLURM)
     t0 = time.monotonic()
     say = Narrator(err if as_json else out, t0)
-    if workdir:
-        wd = Path(workdir).resolve()
+    if wd is not None:
         created = not wd.exists()
         wd.mkdir(parents=True, exist_ok=True)
-        for name, _, _ in PROVIDERS:  # a previous run's clusters in this dir: stop them, start afresh
-            p = wd / name
-            if p.is_symlink() or p.exists():
-                _slurm_dev("down", str(p.resolve()))
-        _remove_outputs(wd)
+        if (wd / MARKER).is_file():  # a previous run's work dir: stop its clusters, start afresh
+            for name, _, _ in PROVIDERS:
+                p = wd / name
+                if p.is_symlink() or p.exists():
+                    problem = _down(p.resolve())
+                    if problem:
+                        say(f"[yellow]could not stop the previous run's {name}[/]: {escape(problem)}")
+            _remove_outputs(wd)
     else:
         wd = Path(tempfile.mkdtemp(prefix="gpufleet-demo-", dir="/tmp"))
         created = True
+    (wd / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
     d = Demo(wd, say)
     res: dict[str, Any] = {"workdir": str(wd), "job": {}, "extra_job": {}}
     old_term = signal.getsignal(signal.SIGTERM)
@@ -550,27 +621,25 @@ def run_live(workdir: str | None, keep: bool, json_out: str | None = None) -> in
     except DemoFailed as e:
         res["error"] = str(e)
         say(f"[bold red]{escape(str(e))}[/]")
+    except (subprocess.SubprocessError, OSError) as e:
+        res["error"] = f"{type(e).__name__}: {e}"
+        say(f"[bold red]{escape(res['error'])}[/]")
     except KeyboardInterrupt:
         interrupted = True
         say("interrupted: cleaning up")
     finally:
+        # cleanup runs to its end: a second Ctrl-C or SIGTERM does not cut it short
         old_int = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+        if _main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
-            d.stop_server()
-            for name, c in d.clusters.items():
-                r = _slurm_dev("down", str(c.dir))
-                if r.returncode != 0:
-                    res.setdefault("cleanup_errors", []).append(f"{name}: {r.stderr.strip()}")
-            res["leftover_processes"] = d.leftover_processes()
-            d.http.close()
-            if not keep:
-                for sd in d.short_dirs:
-                    shutil.rmtree(sd, ignore_errors=True)
-                if created:
-                    shutil.rmtree(wd, ignore_errors=True)
-                else:
-                    _remove_outputs(wd)
-            say("server and both Slurm clusters stopped" + (f"; work dir kept: {wd}" if keep else ""))
+            _cleanup(d, res, keep, created)
+            for msg in res.get("cleanup_errors", []):
+                say(f"[bold red]cleanup:[/] {escape(msg)}")
+            say("server and both Slurm clusters stopped" if not res.get("cleanup_errors") else
+                "cleanup done, with the errors above")
+            if keep:
+                say(f"work dir kept: {wd}")
         finally:
             if old_int is not None:
                 signal.signal(signal.SIGINT, old_int)
@@ -595,18 +664,82 @@ def run_live(workdir: str | None, keep: bool, json_out: str | None = None) -> in
     return EXIT_OK if res["ok"] else EXIT_FAILURE
 
 
+def _cleanup(d: Demo, res: dict, keep: bool, created: bool) -> None:
+    """Stop everything the demo started and, without keep, remove what it wrote. Every step runs whatever
+    the one before raised; what went wrong is listed in res["cleanup_errors"]."""
+    errors: list[str] = []
+
+    def attempt(what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - reported, and the next step still runs
+            errors.append(f"{what}: {type(e).__name__}: {e}")
+            return None
+
+    attempt("stopping the Slurm clusters' start-up", d.stop_starting)
+    attempt("stopping gpufleet serve", d.stop_server)
+    for name, c in d.clusters.items():
+        problem = attempt(f"stopping {name}", partial(_down, c.dir))
+        if problem:
+            errors.append(f"stopping {name}: {problem}")
+    res["leftover_processes"] = attempt("looking for leftover Slurm processes", d.leftover_processes) or {}
+    attempt("closing the HTTP client", d.http.close)
+    if not keep:
+        for sd in d.short_dirs:
+            attempt(f"removing {sd}", partial(shutil.rmtree, sd, ignore_errors=True))
+        if created:  # the demo made this directory: all of it is the demo's
+            attempt(f"removing {d.workdir}", partial(shutil.rmtree, d.workdir, ignore_errors=True))
+        else:
+            attempt(f"removing the demo's files in {d.workdir}", partial(_remove_outputs, d.workdir, marker=True))
+    if errors:
+        res["cleanup_errors"] = errors
+
+
+MARKER = ".gpufleet-demo"  # in every work dir of the demo; --workdir refuses a non-empty dir without it
+MARKER_TEXT = ("A work dir of `gpufleet demo --live`. A run here replaces the files a previous run wrote\n"
+               "(prov-a, prov-b, checkpoints, gpufleet.db, server.log, ...) and nothing else.\n")
+
 # what a run writes in its work dir: removed before a run and, without --keep, after it
 OUTPUTS = ("prov-a", "prov-b", "slurm-a", "slurm-b", "checkpoints", "gpufleet.db", "gpufleet.db-wal",
            "gpufleet.db-shm", "gpufleet.db-journal", "scenario.yaml", "backends.yaml", "server.log", "result.json")
 
 
-def _remove_outputs(wd: Path) -> None:
+def workdir_problem(wd: Path) -> str | None:
+    """Why the demo must not work in WD (None when it may): WD must be new, empty, or a work dir of the demo
+    (holding MARKER), so that the demo never removes files it did not write."""
+    if not wd.exists():
+        return None if not wd.is_symlink() else f"--workdir {wd} is a broken symbolic link"
+    if not wd.is_dir():
+        return f"--workdir {wd} is not a directory"
+    if (wd / MARKER).is_file():
+        return None
+    try:
+        if not any(wd.iterdir()):
+            return None
+    except OSError as e:
+        return f"--workdir {wd}: {e}"
+    return (f"--workdir {wd} is not empty and is not a work dir of this demo (it has no {MARKER} file); "
+            "the demo would replace its checkpoints/, server.log, ... there: give a new or empty directory, "
+            "or leave out --workdir")
+
+
+def _remove_outputs(wd: Path, marker: bool = False) -> None:
+    """Remove what a run wrote in WD (and the short /tmp cluster directories its links point to); with
+    marker, the marker file too."""
+    tmp = Path("/tmp").resolve()
     for name in OUTPUTS:
         p = wd / name
-        if p.is_symlink() or p.is_file():
+        if p.is_symlink():
+            target = p.resolve()
+            if target.parent == tmp and target.name.startswith(f"gpufleet-{name}-") and target.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+            p.unlink()
+        elif p.is_file():
             p.unlink()
         elif p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
+    if marker:
+        (wd / MARKER).unlink(missing_ok=True)
 
 
 def _main_thread() -> bool:

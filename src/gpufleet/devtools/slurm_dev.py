@@ -12,7 +12,8 @@ Usage:
       every node is up, then prints shell exports (`eval "$(gpufleet dev slurm up DIR)"`) or, with --json,
       one JSON line {name, dir, conf, nodes, controller_port, node_ports, env, ...}.
       On a DIR whose cluster was stopped, `up` restarts it with the same settings, ports and saved state
-      (jobs are recovered); --clean wipes DIR's cluster first. On a running cluster it starts what is
+      (jobs are recovered); --clean wipes DIR's cluster first (only in a DIR that holds a slurm-dev
+      cluster or is empty: anything else is refused with exit 2). On a running cluster it starts what is
       missing (e.g. after `down --controller-only`) and prints the same output.
   slurm-dev down DIR [--controller-only]
       Stops everything started for DIR (slurmctld, the slurmds, their slurmstepds and job processes).
@@ -40,6 +41,7 @@ from pathlib import Path
 
 DAEMONS = ("slurmctld", "slurmd", "slurmstepd")
 CLIENTS = ("sinfo", "squeue", "sbatch", "scontrol", "scancel", "srun")
+CONF_HEADER = "# written by gpufleet slurm-dev"  # the first line of every slurm.conf written here
 
 
 def die(msg: str, code: int = 1) -> None:
@@ -219,7 +221,7 @@ def write_configs(d: Path, s: dict) -> None:
     k = s["nodes_per_switch"]
     gres = f"gpu:{s['gpu_type']}:{s['gpus_per_node']}" if s["gpu_type"] else f"gpu:{s['gpus_per_node']}"
     lines = [
-        f"# written by gpufleet slurm-dev for cluster {s['name']}",
+        f"{CONF_HEADER} for cluster {s['name']}",
         f"ClusterName={s['name']}",
         # "localhost" passes slurmctld's is-this-host check whatever the machine's hostname is.
         "SlurmctldHost=localhost(127.0.0.1)",
@@ -375,16 +377,47 @@ def node_states(d: Path) -> dict[str, str] | None:
     return dict(line.split("|", 1) for line in r.stdout.split() if "|" in line)
 
 
+# what `up` writes in DIR (and --clean removes)
+CLUSTER_FILES = ("state", "spool", "log", "run", "dev", "bin", "cluster.json", "slurm.conf", "gres.conf",
+                 "cgroup.conf", "topology.conf")
+
+
+def not_a_cluster_dir(d: Path) -> str | None:
+    """Why --clean must not wipe DIR (None when it may): DIR must not exist, be empty, or hold a slurm-dev
+    cluster: its cluster.json, or (an `up` cut short before writing that) a slurm.conf slurm-dev wrote."""
+    if not d.exists() and not d.is_symlink():
+        return None
+    if not d.is_dir():
+        return "is not a directory"
+    if (d / "cluster.json").is_file():
+        return None
+    try:
+        with open(d / "slurm.conf", encoding="utf-8", errors="replace") as f:
+            if f.readline().startswith(CONF_HEADER):
+                return None
+    except OSError:
+        pass
+    entries = sorted(p.name for p in d.iterdir())
+    if not entries:
+        return None
+    shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+    return f"holds no slurm-dev cluster (no cluster.json) but is not empty ({shown})"
+
+
 def cmd_up(a) -> int:
     d = Path(a.dir).resolve()
+    if a.clean:
+        why = not_a_cluster_dir(d)
+        if why:
+            die(f"--clean refused: {d} {why}; --clean only wipes a directory that holds a slurm-dev cluster "
+                "(cluster.json) or is empty", 2)
     if missing_binaries():
         die(f"missing Slurm binaries: {', '.join(missing_binaries())} "
             "(apt-get install slurmctld slurmd slurm-client)", 3)
     d.mkdir(parents=True, exist_ok=True)
     if a.clean:
         cmd_down(argparse.Namespace(dir=str(d), controller_only=False), quiet=True)
-        for sub in ("state", "spool", "log", "run", "dev", "bin", "cluster.json", "slurm.conf", "gres.conf",
-                    "cgroup.conf", "topology.conf"):
+        for sub in CLUSTER_FILES:
             p = d / sub
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)
@@ -587,7 +620,8 @@ def main(argv: list[str] | None = None, prog: str = "slurm-dev") -> int:
                     help="MessageTimeout (default 5); clients give up on a dead controller after ~this-1 s")
     up.add_argument("--timeout", type=float, default=60, help="seconds to wait for the cluster (default 60)")
     up.add_argument("--json", action="store_true", help="print one JSON line instead of shell exports")
-    up.add_argument("--clean", action="store_true", help="wipe DIR's cluster (state, logs, config) first")
+    up.add_argument("--clean", action="store_true", help="wipe DIR's cluster (state, logs, config) first; "
+                    "refused (exit 2) unless DIR holds a slurm-dev cluster or is empty")
     down = sub.add_parser("down", help="stop DIR's cluster (safe to repeat)")
     down.add_argument("dir")
     down.add_argument("--controller-only", action="store_true", help="stop only slurmctld")
