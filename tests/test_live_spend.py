@@ -78,6 +78,33 @@ def test_a_fee_draws_down_the_providers_commitment_and_pace_is_reported(portfoli
     assert bill["fees_usd"] == 5700.0
 
 
+def test_the_bill_does_not_depend_on_how_the_window_is_cut(portfolio):
+    # 16 GPUs for 1 h every 4 h on the 8-GPU reservation's cluster, over 200 days, in one window or twenty
+    usage = [Usage("cw-h100", 16, T0 + k * 4 * H, T0 + k * 4 * H + H) for k in range(1200)]
+    fees = [Fee(T0 + d * 24 * H, "aws", "aws-h100", "capacity_block", 100.0) for d in range(200)]
+    whole = spend(portfolio, usage, fees, T0, T0 + 4800 * H)
+    parts = [spend(portfolio, usage, fees, T0 + i * 240 * H, T0 + (i + 1) * 240 * H) for i in range(20)]
+    for key in ("total_usd", "list_price_usd", "reserved_idle_usd", "fees_usd"):
+        assert sum(p[key] for p in parts) == pytest.approx(whole[key], rel=1e-9), key
+    assert whole["fees_usd"] == 200 * 100.0  # a fee on a boundary counts in exactly one window
+    # within each hour the reservation covers 8 of the 16 GPUs; the rest is at list price
+    assert whole["list_price_usd"] == pytest.approx(1200 * 8 * 5.0)
+
+
+def test_usage_on_a_cluster_gone_from_the_portfolio_is_reported_unpriced(portfolio):
+    bill = spend(portfolio, [Usage("retired-a100", 8, T0, T0 + 2 * H), Usage("od-h100", 1, T0, T0 + H)], [],
+                 T0, T0 + 3 * H)
+    assert bill["unpriced"] == [{"cluster": "retired-a100", "gpu_hours": 16.0}]
+    assert [r["cluster"] for r in bill["clusters"]] == ["od-h100"]
+
+
+def test_a_fleet_scale_integral_keeps_its_precision(portfolio):
+    # 200,000 placements of 288 GPUs in 2026: sums of GPU-seconds near 1e16 if taken on epoch seconds
+    usage = [Usage("od-h100", 288, T0 + i, T0 + i + H) for i in range(200_000)]
+    bill = spend(portfolio, usage, [], T0, T0 + 80 * H)
+    assert bill["clusters"][0]["gpu_hours"] == pytest.approx(200_000 * 288, rel=1e-12)
+
+
 def test_an_empty_window_costs_nothing_but_reservations(portfolio):
     bill = spend(portfolio, [], [], T0, T0 + 3 * H)
     assert bill["total_usd"] == pytest.approx(8 * 3 * 2.0) == bill["reserved_idle_usd"]
@@ -93,6 +120,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from live_helpers import Live, make_app, wait_for  # noqa: E402
 
 from gpufleet.backends.aws import AwsBackend  # noqa: E402
+from gpufleet.backends.base import BackendUnavailable  # noqa: E402
 from gpufleet.backends.fake import FakeBackend  # noqa: E402
 
 LIVE = """
@@ -171,16 +199,22 @@ def test_a_capacity_block_bought_through_the_server_is_billed_to_the_commitment(
                                                "TotalInstanceCount": 2, "AvailabilityZone": "us-east-1a",
                                                "StartDate": t0, "EndDate": t0 + dt.timedelta(hours=24),
                                                "State": "scheduled"}},
-                      {"CapacityBlockOfferingId": "cb-cheap", "InstancePlatform": "Linux/UNIX"})
+                      {"CapacityBlockOfferingId": "cb-cheap", "InstancePlatform": "Linux/UNIX",
+                       "TagSpecifications": [{"ResourceType": "capacity-reservation",
+                                              "Tags": [{"Key": "gpufleet:charge", "Value": "1"}]}]})
     r = c.post("/v1/backends/aws-east/capacity-blocks", headers=admin, json={"offering_id": "cb-cheap", "max_usd": 5000})
     assert r.status_code == 201, r.text
     got = r.json()
-    assert (got["cluster"], got["provider"], got["usd"]) == ("aws-p5", "aws", 2400.5)
+    assert (got["status"], got["cluster"], got["provider"], got["usd"]) == ("done", "aws-p5", "aws", 2400.5)
     assert got["reservation"]["id"] == "cr-77" and got["reservation"]["start"] == "2026-12-01T11:30:00+00:00"
+    # the same offering again: refused before any call to AWS (the stub holds no second purchase)
+    r = c.post("/v1/backends/aws-east/capacity-blocks", headers=admin, json={"offering_id": "cb-cheap"})
+    assert r.status_code == 409 and "already charge 1 (done)" in r.json()["error"]
 
     bill = c.get("/v1/spend", headers=admin).json()
     (fee,) = bill["fees"]
     assert (fee["ref"], fee["contract"], fee["usd"]) == ("cr-77", "aws-commit", 2400.5)
+    assert bill["unsettled"] == []
     aws = next(k for k in bill["contracts"] if k["contract"] == "aws-commit")
     assert aws["fees_usd"] == 2400.5 and aws["usd"] >= 2400.5
     (event,) = [e for e in c.get("/v1/events", headers=admin).json() if e["kind"] == "charge"]
@@ -189,6 +223,33 @@ def test_a_capacity_block_bought_through_the_server_is_billed_to_the_commitment(
     control = app.state.control
     wait_for(lambda: next(k for k in control.engine.state.contracts if k.name == "aws-commit").spent_usd
              >= 2400.5, what="the fee in the commitment's burn-down")
+
+
+def test_a_refused_purchase_costs_nothing_and_an_unanswered_one_is_flagged(two_clouds):
+    live, stub, _ = two_clouds
+    c, admin = live.client, live.admin
+    stub.add_response("describe_capacity_block_offerings",
+                      {"CapacityBlockOfferings": [offer("cb-1", "1000.00"), offer("cb-2", "2000.00")]},
+                      {"InstanceType": "p5.48xlarge", "InstanceCount": 2, "CapacityDurationHours": 24})
+    assert c.get("/v1/backends/aws-east/capacity-blocks", headers=admin,
+                 params={"instance_type": "p5.48xlarge", "count": 2}).status_code == 200
+    stub.add_client_error("purchase_capacity_block", "InsufficientCapacity", "sold out")
+    r = c.post("/v1/backends/aws-east/capacity-blocks", headers=admin, json={"offering_id": "cb-1"})
+    assert r.status_code == 502 and "sold out" in r.json()["error"]
+    aws = live.backends["aws-east"]
+
+    def no_answer(*a, **k):
+        raise BackendUnavailable("EC2 in us-east-1 is unreachable: read timeout")
+    aws.buy_capacity_block = no_answer
+    r = c.post("/v1/backends/aws-east/capacity-blocks", headers=admin, json={"offering_id": "cb-2"})
+    assert r.status_code == 503 and "may have gone through" in r.json()["error"]
+    assert "gpufleet:charge=2" in r.json()["error"]
+    bill = c.get("/v1/spend", headers=admin).json()
+    assert bill["fees"] == [] and bill["fees_usd"] == 0.0
+    assert [(u["charge"], u["status"], u["usd"]) for u in bill["unsettled"]] == [(2, "unknown", 2000.0)]
+    kinds = [(e["kind"], e["detail"]["status"]) for e in c.get("/v1/events", headers=admin).json()
+             if e["kind"] == "charge_failed"]
+    assert kinds == [("charge_failed", "failed"), ("charge_failed", "unknown")]
 
 
 def test_usage_of_finished_work_is_billed_at_its_clusters_price(two_clouds):

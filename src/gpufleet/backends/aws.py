@@ -95,25 +95,36 @@ class AwsBackend:
         self.capacity_reservation_id = capacity_reservation_id
         self.endpoint_url = endpoint_url
         self._client = client
+        self._buy_client = client  # purchases go through a client that never retries on its own
         self._offers: dict[str, dict[str, Any]] = {}
         self._reported: set[str] = set()
 
     # -- plumbing ------------------------------------------------------------------------------------
 
+    def _make_client(self, attempts: int) -> Any:
+        try:
+            import boto3
+            from botocore.config import Config
+        except ImportError as e:
+            raise BackendError(f"the aws backend needs boto3: {INSTALL_HINT}") from e
+        cfg = Config(retries={"max_attempts": attempts, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+        return boto3.client("ec2", region_name=self.region, endpoint_url=self.endpoint_url, config=cfg)
+
     @property
     def client(self) -> Any:
         if self._client is None:
-            try:
-                import boto3
-                from botocore.config import Config
-            except ImportError as e:
-                raise BackendError(f"the aws backend needs boto3: {INSTALL_HINT}") from e
-            cfg = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=30)
-            self._client = boto3.client("ec2", region_name=self.region, endpoint_url=self.endpoint_url,
-                                        config=cfg)
+            self._client = self._make_client(2)
         return self._client
 
-    def _call(self, op: str, **kw: Any) -> dict[str, Any]:
+    @property
+    def buy_client(self) -> Any:
+        """For purchases: one attempt only. PurchaseCapacityBlock takes no idempotency token, so a retry
+        after a lost answer could buy twice; an unanswered purchase is reported, not repeated."""
+        if self._buy_client is None:
+            self._buy_client = self._make_client(1)
+        return self._buy_client
+
+    def _call(self, op: str, _client: Any = None, **kw: Any) -> dict[str, Any]:
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
@@ -123,7 +134,7 @@ class AwsBackend:
             ReadTimeoutError,
         )
         try:
-            return getattr(self.client, op)(**kw)
+            return getattr(_client or self.client, op)(**kw)
         except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError) as e:
             raise BackendUnavailable(f"EC2 in {self.region} is unreachable: {e}") from e
         except ClientError as e:
@@ -160,10 +171,15 @@ class AwsBackend:
         """An offering seen by the last `find_capacity_blocks` calls (its price is checked before buying)."""
         return self._offers.get(offering_id)
 
-    def buy_capacity_block(self, offering_id: str, upfront_fee: float | None = None) -> dict[str, Any]:
-        """Buy an offering; returns the capacity reservation with `cost_usd` (the upfront fee)."""
-        resp = self._call("purchase_capacity_block", CapacityBlockOfferingId=offering_id,
-                          InstancePlatform="Linux/UNIX")
+    def buy_capacity_block(self, offering_id: str, upfront_fee: float | None = None,
+                           tags: dict[str, str] | None = None) -> dict[str, Any]:
+        """Buy an offering; returns the capacity reservation with `cost_usd` (the upfront fee). `tags` go on
+        the reservation (the server tags it with its charge id, to find it after an unanswered purchase)."""
+        kw: dict[str, Any] = {"CapacityBlockOfferingId": offering_id, "InstancePlatform": "Linux/UNIX"}
+        if tags:
+            kw["TagSpecifications"] = [{"ResourceType": "capacity-reservation",
+                                        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+        resp = self._call("purchase_capacity_block", self.buy_client, **kw)
         cr = resp.get("CapacityReservation") or {}
         offer = self._offers.get(offering_id, {})
         fee = upfront_fee if upfront_fee is not None else offer.get("UpfrontFee")

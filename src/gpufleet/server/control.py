@@ -33,7 +33,7 @@ from ..placement.jobs import replica_requests, request_from_job
 from ..placement.request import Allocation, Request
 from ..store import tables as T
 from .metrics import Metrics
-from .spend import offering_json, read_rows, spend
+from .spend import HOUR, offering_json, read_rows, spend
 
 log = logging.getLogger("gpufleet.control")
 
@@ -94,17 +94,25 @@ class MarkCapacity(Command):
 
 
 @dataclass
-class CapacityBlocks(Command):
-    """Find Capacity Block offerings through a backend that sells them, or buy one (`offering_id`) for one
-    of the backend's clusters; a purchase's upfront fee is recorded as a charge in the same transaction."""
+class ReserveCharge(Command):
+    """Before buying a Capacity Block through a backend: check the offering, the cluster and the price, and
+    commit a pending charge for it (one per offering), so a purchase is on record before money moves."""
 
     backend: str
-    instance_type: str | None = None
-    count: int = 1
-    hours: int = 24
-    offering_id: str | None = None
+    offering_id: str
     cluster: str | None = None
-    max_usd: float | None = None   # refuse to buy an offering dearer than this
+    max_usd: float | None = None   # refuse an offering dearer than this
+
+
+@dataclass
+class SettleCharge(Command):
+    """After the purchase: done (with what was bought), failed (refused, nothing bought) or unknown (no
+    answer: it may have gone through; the reservation carries the tag gpufleet:charge=<id>)."""
+
+    charge_id: int
+    status: str
+    bought: dict | None = None
+    error: str | None = None
 
 
 # -- in-memory views ------------------------------------------------------------------------------------
@@ -211,6 +219,8 @@ class Control:
         self._cancel_later: dict[str, list[dict[str, Any]]] = {}
         self.spend_every_s = spend_every_s
         self._spend_at = 0.0                 # when the commitments' burn-down was last read back
+        self._billed_until: float | None = None  # the commitments' bill is summed in `_drawn` up to this hour
+        self._drawn: dict[str, float] = {}
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self.ready = threading.Event()
@@ -371,8 +381,10 @@ class Control:
             return self._put_team(s, c)
         if isinstance(c, MarkCapacity):
             return self._mark_capacity(s, c)
-        if isinstance(c, CapacityBlocks):
-            return self._capacity_blocks(s, c)
+        if isinstance(c, ReserveCharge):
+            return self._reserve_charge(s, c)
+        if isinstance(c, SettleCharge):
+            return self._settle_charge(s, c)
         raise Refused(f"unknown command {type(c).__name__}")
 
     def _cancel(self, s: Session, c: Cancel) -> dict:
@@ -459,51 +471,71 @@ class Control:
             self.epoch += 1
         return {"scope": c.scope, "target": c.target, "failed": c.failed, "requeued": sorted({job_of(r) for r in hit})}
 
-    def _capacity_blocks(self, s: Session, c: CapacityBlocks) -> dict:
-        b = self.backends.backends.get(c.backend)
+    def seller(self, name: str) -> Any:
+        """The backend `name` if it sells Capacity Blocks, else Refused."""
+        b = self.backends.backends.get(name)
         if b is None:
-            raise Refused(f"no backend {c.backend!r} is configured on this server", 404)
-        if not hasattr(b, "find_capacity_blocks"):
-            raise Refused(f"backend {c.backend!r} does not sell capacity blocks (the aws backend does)")
-        try:
-            if c.offering_id is None:
-                if not c.instance_type:
-                    raise Refused("name the instance type to find capacity blocks for")
-                offers = b.find_capacity_blocks(c.instance_type, c.count, c.hours)
-                return {"backend": c.backend, "offerings": [offering_json(o) for o in offers]}
-            eng = self._need_engine()
-            mine = [cs for cs in eng.state.clusters if (cs.spec.backend or self.backends.default) == c.backend]
-            if c.cluster is not None:
-                cs = next((x for x in mine if x.name == c.cluster), None)
-                if cs is None:
-                    raise Refused(f"cluster {c.cluster!r} is not served by backend {c.backend!r}", 404)
-            elif len(mine) == 1:
-                cs = mine[0]
-            else:
-                raise Refused(f"backend {c.backend!r} serves {len(mine)} clusters: name the one the block is for")
-            offer = b.offering(c.offering_id)
-            if offer is None:
-                raise Refused(f"no known offering {c.offering_id!r}: find offerings first", 404)
-            fee = float(offer.get("UpfrontFee") or 0.0)
-            if c.max_usd is not None and fee > c.max_usd:
-                raise Refused(f"offering {c.offering_id} costs ${fee:,.2f}, more than the ${c.max_usd:,.2f} allowed")
-            bought = b.buy_capacity_block(c.offering_id)
-        except BackendUnavailable as e:
-            raise Refused(str(e), 503) from e
-        except BackendError as e:
-            raise Refused(str(e), 502) from e
-        usd = bought["cost_usd"] if bought["cost_usd"] is not None else fee
-        log.warning("bought capacity block %s for cluster %s through %s: $%.2f", bought["id"], cs.name,
-                    c.backend, usd)  # money left the building: say so even if the commit below fails
-        detail = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in bought.items()}
-        s.add(T.Charge(at=self.clock(), provider=cs.provider, cluster=cs.name, backend=c.backend,
-                       kind="capacity_block", usd=usd, ref=bought["id"], actor=c.actor, detail=detail))
-        self._event(s, c.actor, "charge", None,
-                    f"capacity block {bought['id']} bought for {cs.name} through {c.backend}: ${usd:,.2f}",
-                    detail={"kind": "capacity_block", "cluster": cs.name, "provider": cs.provider, "usd": usd,
-                            "reservation": detail})
-        self._spend_at = 0.0  # the burn-down moved: refresh it at the next poll
-        return {"backend": c.backend, "cluster": cs.name, "provider": cs.provider, "usd": usd, "reservation": detail}
+            raise Refused(f"no backend {name!r} is configured on this server", 404)
+        if not hasattr(b, "buy_capacity_block"):
+            raise Refused(f"backend {name!r} does not sell capacity blocks (the aws backend does)")
+        return b
+
+    def _reserve_charge(self, s: Session, c: ReserveCharge) -> dict:
+        b = self.seller(c.backend)
+        eng = self._need_engine()
+        mine = [cs for cs in eng.state.clusters if (cs.spec.backend or self.backends.default) == c.backend]
+        if c.cluster is not None:
+            cs = next((x for x in mine if x.name == c.cluster), None)
+            if cs is None:
+                raise Refused(f"cluster {c.cluster!r} is not served by backend {c.backend!r}", 404)
+        elif len(mine) == 1:
+            cs = mine[0]
+        else:
+            raise Refused(f"backend {c.backend!r} serves {len(mine)} clusters: name the one the block is for")
+        offer = b.offering(c.offering_id)
+        if offer is None:
+            raise Refused(f"no known offering {c.offering_id!r}: find offerings first", 404)
+        if offer.get("UpfrontFee") is None:
+            raise Refused(f"offering {c.offering_id} has no upfront fee to check and record")
+        fee = float(offer["UpfrontFee"])
+        if c.max_usd is not None and fee > c.max_usd:
+            raise Refused(f"offering {c.offering_id} costs ${fee:,.2f}, more than the ${c.max_usd:,.2f} allowed")
+        seen = s.scalars(select(T.Charge).where(T.Charge.offering_id == c.offering_id)).first()
+        if seen is not None:
+            raise Refused(f"offering {c.offering_id} is already charge {seen.id} ({seen.status})", 409)
+        row = T.Charge(at=self.clock(), provider=cs.provider, cluster=cs.name, backend=c.backend,
+                       kind="capacity_block", usd=fee, status="pending", offering_id=c.offering_id,
+                       actor=c.actor, detail={"offering": offering_json(offer)})
+        s.add(row)
+        s.flush()
+        return {"charge_id": row.id, "cluster": cs.name, "provider": cs.provider, "usd": fee}
+
+    def _settle_charge(self, s: Session, c: SettleCharge) -> dict:
+        row = s.get(T.Charge, c.charge_id)
+        if row is None or row.status != "pending":
+            raise Refused(f"no pending charge {c.charge_id}", 404)
+        row.status = c.status
+        detail = dict(row.detail or {})
+        if c.bought is not None:
+            bought = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in c.bought.items()}
+            detail["reservation"] = bought
+            row.ref = bought.get("id")
+            if bought.get("cost_usd") is not None:
+                row.usd = float(bought["cost_usd"])
+        if c.error:
+            detail["error"] = c.error
+        row.detail = detail
+        what = f"capacity block {row.ref or row.offering_id} for {row.cluster} through {row.backend}"
+        if c.status == "done":
+            self._event(s, c.actor, "charge", None, f"{what} bought: ${row.usd:,.2f}",
+                        detail={"charge": row.id, "kind": row.kind, "cluster": row.cluster,
+                                "provider": row.provider, "usd": row.usd, "reservation": detail.get("reservation")})
+            self._spend_at = 0.0  # the burn-down moved: refresh it at the next poll
+        else:
+            self._event(s, c.actor, "charge_failed", None, f"{what} {c.status}: {c.error or ''}".rstrip(": "),
+                        detail={"charge": row.id, "status": c.status, "offering": row.offering_id})
+        return {"charge_id": row.id, "status": row.status, "backend": row.backend, "cluster": row.cluster,
+                "provider": row.provider, "usd": row.usd, "reservation": detail.get("reservation")}
 
     def _fail(self, scope: str, target: str, domain: int | None) -> list[str]:
         eng = self._need_engine()
@@ -852,22 +884,33 @@ class Control:
 
     def _refresh_spend(self, now: float) -> None:
         """Give the engine what each spend commitment has drawn so far (usage billed under the contracts plus
-        fees), the burn-down its cost scorer weighs; recomputed from the database every `spend_every_s`."""
+        fees), the burn-down its cost scorer weighs. Incremental: whole UTC hours not yet billed are billed
+        and added to `_drawn` (the bill of a window is the sum of its hours' bills); the unfinished hour is
+        billed each time on top; after a portfolio change, from the start again."""
         eng, portfolio = self.engine, self.portfolio
         self._spend_at = now
         commitments = [k for k in eng.state.contracts if k.kind == "spend_commitment"] if eng else []
         if not commitments or portfolio is None:
             return
-        since = min(k.start for k in commitments)
+        start = self._billed_until if self._billed_until is not None else min(k.start for k in commitments)
+        end = max(start, float(int(now // HOUR) * HOUR))
         try:
             with Session(self.db) as s:
-                usage, fees = read_rows(s, since, now)
-            drawn = {r["contract"]: r["usd"] for r in spend(portfolio, usage, fees, since, now)["contracts"]}
+                usage, fees = read_rows(s, start, now)
+                done = spend(portfolio, usage, fees, start, end) if end > start else None
+                current = spend(portfolio, usage, fees, end, now)  # the unfinished hour: not kept
         except Exception:  # keep the last burn-down; try again at the next refresh
             log.exception("could not read the spend commitments' burn-down back")
             return
+        if self._billed_until is None:
+            self._drawn = {}
+        if done is not None:
+            for r in done["contracts"]:
+                self._drawn[r["contract"]] = self._drawn.get(r["contract"], 0.0) + r["usd"]
+        self._billed_until = end
+        now_usd = {r["contract"]: r["usd"] for r in current["contracts"]}
         for k in commitments:
-            k.spent_usd = drawn.get(k.name, 0.0)
+            k.spent_usd = self._drawn.get(k.name, 0.0) + now_usd.get(k.name, 0.0)
 
     # == rebuild from the database ===========================================================================
     def _rebuild(self, s: Session, scenario: Any, now: float, actor: str) -> None:
@@ -889,6 +932,7 @@ class Control:
                 pass
         old_engine, self.engine, self.portfolio = self.engine, engine, portfolio
         self._spend_at = 0.0  # a new engine starts with no burn-down: read it back at the next poll
+        self._billed_until = None  # contracts may have changed: bill them from the start again
         misfits: list[str] = []
         if self.active:
             specs = {j.id: j for j in s.scalars(select(T.Job).where(T.Job.id.in_({a.job_id for a in self.active.values()})))}

@@ -2,9 +2,9 @@
 the contracts by the simulator's `Accounting`, so the live server and the simulator price the same way.
 
 Usage is exact: each cluster's allocated GPU-seconds are integrated from the placements' start and end
-times, then billed tick by tick (an hour, or the window / `max_ticks` for long windows) in the order the
-accounting uses: reserved capacity in force (paid whether used or not), then a spend commitment, then
-on-demand or list price. A fee (a Capacity Block's upfront price) draws down the provider's spend
+times, then billed hour by UTC hour in the order the accounting uses: reserved capacity in force (paid
+whether used or not), then a spend commitment, then on-demand or list price. History is priced with the
+portfolio given (the one in force now); usage on clusters it no longer has is reported as unpriced. A fee (a Capacity Block's upfront price) draws down the provider's spend
 commitment in force when it was paid (one covering the fee's cluster when it names one), else it is spend
 outside any contract. `spend` is pure; `read_rows` is the one place that reads the database for it.
 """
@@ -56,7 +56,9 @@ def _integral(usage: list[Usage], edges: np.ndarray, until: float) -> np.ndarray
     b = np.array([until if u.end is None else u.end for u in usage], dtype=float)
     g = np.array([u.gpus for u in usage], dtype=float)
     lo = edges[0]
-    a, b = np.clip(a, lo, until), np.clip(b, lo, until)
+    # relative to the window's start: absolute epoch seconds times GPU counts would exhaust float precision
+    a, b = np.clip(a, lo, until) - lo, np.clip(b, lo, until) - lo
+    rel = edges - lo
     keep = b > a
     a, b, g = a[keep], b[keep], g[keep]
 
@@ -64,8 +66,8 @@ def _integral(usage: list[Usage], edges: np.ndarray, until: float) -> np.ndarray
         order = np.argsort(x)
         xs, ws = x[order], w[order]
         cw, cwx = np.concatenate(([0.0], np.cumsum(ws))), np.concatenate(([0.0], np.cumsum(ws * xs)))
-        k = np.searchsorted(xs, edges, side="right")
-        return cw[k] * edges - cwx[k]
+        k = np.searchsorted(xs, rel, side="right")
+        return cw[k] * rel - cwx[k]
 
     return ramp(a, g) - ramp(b, g)
 
@@ -81,18 +83,30 @@ def _commitment_for(state: FleetState, fee: Fee) -> ContractState | None:
     return best
 
 
-def spend(portfolio: Portfolio, usage: Iterable[Usage], fees: Iterable[Fee], since: float, until: float,
-          max_ticks: int = 2000) -> dict:
-    """The bill for [since, until): per provider, per contract, per cluster, with fees and commitments."""
+def hour_edges(since: float, until: float) -> np.ndarray:
+    """since, every whole UTC hour strictly between, until: the same hours whatever window they fall in."""
+    first, last = math.floor(since / HOUR) + 1, math.ceil(until / HOUR) - 1
+    inner = np.arange(first, last + 1, dtype=float) * HOUR if last >= first else np.zeros(0)
+    return np.concatenate(([since], inner, [until])) if until > since else np.array([since, since])
+
+
+def spend(portfolio: Portfolio, usage: Iterable[Usage], fees: Iterable[Fee], since: float, until: float) -> dict:
+    """The bill for [since, until): per provider, per contract, per cluster, with fees and commitments.
+    Billed hour by UTC hour (reserved capacity covers usage within each hour), so splitting a window into
+    parts at whole hours gives the same total."""
     until = max(until, since)
     state = FleetState(portfolio, since)
     acc = Accounting(state, since)
-    n = max(1, min(max_ticks, math.ceil((until - since) / HOUR)))
-    edges = np.linspace(since, until, n + 1)
+    edges = hour_edges(since, until)
+    n = len(edges) - 1
     by_cluster: dict[str, list[Usage]] = {}
+    unpriced: dict[str, float] = {}
     for u in usage:
         if u.cluster in state.by_name:
             by_cluster.setdefault(u.cluster, []).append(u)
+        else:  # a cluster no longer in the portfolio: its hours are reported, not priced
+            end = until if u.end is None else min(u.end, until)
+            unpriced[u.cluster] = unpriced.get(u.cluster, 0.0) + u.gpus * max(0.0, end - max(u.start, since)) / HOUR
     integ = {c: _integral(us, edges, until) for c, us in by_cluster.items()}
     gpu_hours = {c: float(v[-1] / HOUR) for c, v in integ.items()}
     for j in range(n):
@@ -107,7 +121,7 @@ def spend(portfolio: Portfolio, usage: Iterable[Usage], fees: Iterable[Fee], sin
     fees_by_contract: dict[str, float] = {}
     outside = 0.0
     for f in sorted(fees, key=lambda f: f.at):
-        if not since <= f.at <= until:
+        if not since <= f.at < until:
             continue
         k = _commitment_for(state, f)
         if k is not None:
@@ -151,6 +165,7 @@ def spend(portfolio: Portfolio, usage: Iterable[Usage], fees: Iterable[Fee], sin
         "clusters": [{"cluster": c, "provider": state.by_name[c].provider, "gpu_hours": h}
                      for c, h in sorted(gpu_hours.items())],
         "fees": fee_rows,
+        "unpriced": [{"cluster": c, "gpu_hours": h} for c, h in sorted(unpriced.items()) if h > 0],
     }
 
 
@@ -162,7 +177,7 @@ def read_rows(s: Session, since: float, until: float) -> tuple[list[Usage], list
         .where(P.placed_at < until, or_(P.released_at.is_(None), P.released_at > since)))]
     C = T.Charge
     fees = [Fee(r.at, r.provider, r.cluster, r.kind, r.usd, r.ref)
-            for r in s.scalars(select(C).where(C.at >= since, C.at <= until).order_by(C.at))]
+            for r in s.scalars(select(C).where(C.at >= since, C.at < until, C.status == "done").order_by(C.at))]
     return usage, fees
 
 

@@ -139,6 +139,9 @@ class Charge(Base):
     backend: Mapped[str | None] = mapped_column(String(50), nullable=True)
     kind: Mapped[str] = mapped_column(String(50))  # capacity_block | ...
     usd: Mapped[float] = mapped_column(Float)
+    # pending (on record before the purchase) | done | failed (nothing bought) | unknown (no answer)
+    status: Mapped[str] = mapped_column(String(20), default="done")
+    offering_id: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)  # one buy per offer
     ref: Mapped[str | None] = mapped_column(String(200), nullable=True)  # e.g. the capacity reservation id
     actor: Mapped[str] = mapped_column(String(200))
     detail: Mapped[dict | None] = mapped_column(JSON, nullable=True)

@@ -22,10 +22,13 @@ def upgrade() -> None:
     sa.Column('backend', sa.String(length=50), nullable=True),
     sa.Column('kind', sa.String(length=50), nullable=False),
     sa.Column('usd', sa.Float(), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('offering_id', sa.String(length=200), nullable=True),
     sa.Column('ref', sa.String(length=200), nullable=True),
     sa.Column('actor', sa.String(length=200), nullable=False),
     sa.Column('detail', sa.JSON(), nullable=True),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('offering_id')
     )
     op.create_index(op.f('ix_charges_at'), 'charges', ['at'], unique=False)
 
