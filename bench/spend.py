@@ -1,6 +1,6 @@
 """The live bill's cost: `server.spend.spend` over a year of placements on a 614,400-GPU portfolio.
 
-    python bench/spend.py                  # 200,000 placements over 2026, 8,760 hourly ticks capped at 2,000
+    python bench/spend.py                  # 200,000 placements over 2026, billed hour by hour (8,760 ticks)
     python bench/spend.py --placements 1000000 --json
 
 The control loop recomputes the spend commitments' burn-down this way every 5 minutes, and `GET /v1/spend`
