@@ -269,15 +269,28 @@ def test_node_notready_reported_once(k8s):
     assert b.losses() == [Loss("cw-us-east", 3, "node n1 NotReady")]
 
 
-def test_named_domains_get_stable_indices_and_unlabeled_nodes_are_not_domains(k8s):
+def test_named_domains_are_numbered_in_natural_order_and_unlabeled_nodes_are_not_domains(k8s, caplog):
     b, _, _, core = k8s
-    core.nodes = [node("a1", domain="rack-b"), node("a2", domain="rack-a"), node("cpu", ready=False, domain="")]
+    core.nodes = [node("a1", domain="rack-10"), node("a2", domain="rack-2"), node("cpu", ready=False, domain="")]
     assert b.losses() == []  # the NotReady CPU node holds no NVLink domain: it takes nothing down
-    core.nodes = [node("a1", ready=False, domain="rack-b"), node("a2", ready=False, domain="rack-a")]
-    assert b.losses() == [Loss("cw-us-east", 0, "node a1 NotReady"), Loss("cw-us-east", 1, "node a2 NotReady")]
-    core.nodes = [node("a0", ready=False, domain="rack-c"), node("a1", domain="rack-b"),
-                  node("a2", ready=False, domain="rack-a")]
-    assert b.losses() == [Loss("cw-us-east", 2, "node a0 NotReady")]  # earlier indices do not move
+    core.nodes = [node("a1", ready=False, domain="rack-10"), node("a2", ready=False, domain="rack-2")]
+    # the same numbering after any restart with the same racks: rack-2 is 0, rack-10 is 1
+    assert b.losses() == [Loss("cw-us-east", 1, "node a1 NotReady"), Loss("cw-us-east", 0, "node a2 NotReady")]
+    core.nodes = [node("x", domain=None), node("y", domain=None)]
+    b.losses()
+    b.losses()
+    assert caplog.text.count("no node carries the domain label") == 1  # a wrong domain_label is said once
+
+
+def test_an_explicit_domain_map_names_each_rack(k8s, caplog):
+    b, _, _, core = k8s
+    b.domain_map = {"rack-a": 7, "rack-b": 3}
+    core.nodes = [node("a1", domain="rack-a"), node("b1", domain="rack-b"), node("z1", domain="rack-z")]
+    assert b.losses() == []
+    core.nodes = [node("a1", ready=False, domain="rack-a"), node("b1", domain="rack-b"),
+                  node("z1", ready=False, domain="rack-z")]
+    assert b.losses() == [Loss("cw-us-east", 7, "node a1 NotReady")]  # rack-z is not in the map: ignored
+    assert "'rack-z' is not in domain_map" in caplog.text
 
 
 def test_missing_kubeconfig_is_unavailable(tmp_path, monkeypatch):

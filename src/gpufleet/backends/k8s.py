@@ -14,10 +14,14 @@ JobSet controller version are unverified. Expect to find bugs on first contact w
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 
 from gpufleet.backends.base import BackendError, BackendUnavailable, Launch, Loss, Status
 from gpufleet.backends.k8s_render import DEFAULT_DOMAIN_LABEL, DEFAULT_IMAGE, LABEL_JOB, render_gang
+
+log = logging.getLogger("gpufleet.backends")
 
 JOBSET_GROUP = "jobset.x-k8s.io"
 JOBSET_VERSION = "v1alpha2"
@@ -63,13 +67,19 @@ def _true_condition(obj: Any, ctype: str) -> Any:
     return None
 
 
+def _natural(text: str) -> tuple:
+    """rack-2 before rack-10."""
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t)
+
+
 class KubernetesBackend:
     def __init__(self, name: str = "k8s", cluster: str | None = None, namespace: str = "default",
                  queue: str = "default", domain_label: str = DEFAULT_DOMAIN_LABEL,
                  image: str = DEFAULT_IMAGE, kubeconfig: str | None = None, context: str | None = None,
                  api_client: Any = None, *, priority_class: str | None = None,
                  gpus_per_node: int | None = None, exclusive: bool = False,
-                 custom_api: Any = None, batch_api: Any = None, core_api: Any = None) -> None:
+                 custom_api: Any = None, batch_api: Any = None, core_api: Any = None,
+                 domain_map: dict[str, int] | None = None) -> None:
         self.name = name
         self.cluster = cluster
         self.namespace = namespace
@@ -90,7 +100,9 @@ class KubernetesBackend:
         self.custom, self.batch, self.core = custom_api, batch_api, core_api
         self._bad_nodes: set[str] = set()     # NotReady or deleted, already reported
         self._known_nodes: dict[str, Any] = {}
-        self._domain_ids: dict[str, int] = {}  # non-numeric domain label value -> its index
+        self.domain_map = {str(k): int(v) for k, v in (domain_map or {}).items()}
+        self._domain_ids: dict[str, int] = {}  # named domain label values -> index, from the last node listing
+        self._warned: set[str] = set()
 
     @staticmethod
     def _load_config(k8s: Any, kubeconfig: str | None, context: str | None) -> Any:
@@ -250,16 +262,31 @@ class KubernetesBackend:
         except self._api_exception as e:
             raise BackendError(f"logs of {handle['id']} unavailable: {e.status} {e.reason}") from e
 
-    def _domain(self, node: Any) -> int | None:
-        """The node's NVLink domain index: the label's value when it is a number, else a stable index per
-        distinct value (CoreWeave's labels are names), numbered in the order first seen; None without it."""
+    def _label(self, node: Any) -> str | None:
         value = (_get(node, "metadata", "labels") or {}).get(self.domain_label)
-        if value is None or value == "":
+        return None if value is None or value == "" else str(value)
+
+    def _domain(self, node: Any) -> int | None:
+        """The node's NVLink domain index in the portfolio's cluster: `domain_map[value]` when a map is given,
+        else the label's value when it is a number, else the value's position among the named values in
+        natural order (rack-2 before rack-10); None for a node outside any NVLink domain."""
+        value = self._label(node)
+        if value is None:
             return None
-        try:
+        if self.domain_map:
+            if value not in self.domain_map:
+                self._warn(f"map:{value}", "node %s: domain label %r is not in domain_map; its health is ignored",
+                           _get(node, "metadata", "name"), value)
+                return None
+            return self.domain_map[value]
+        if value.lstrip("-").isdigit():
             return int(value)
-        except (TypeError, ValueError):
-            return self._domain_ids.setdefault(str(value), len(self._domain_ids))
+        return self._domain_ids.get(value)
+
+    def _warn(self, key: str, msg: str, *args: Any) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(msg, *args)
 
     def losses(self) -> list[Loss]:
         try:
@@ -268,6 +295,12 @@ class KubernetesBackend:
             raise BackendError(f"listing nodes failed: {e.status} {e.reason}") from e
         out: list[Loss] = []
         current: dict[str, Any] = {}
+        named = {v for n in [*nodes, *self._known_nodes.values()] if (v := self._label(n)) is not None
+                 and not v.lstrip("-").isdigit()}
+        self._domain_ids = {v: i for i, v in enumerate(sorted(named, key=_natural))}
+        if nodes and not any(self._label(n) is not None for n in nodes):
+            self._warn("no-label", "no node carries the domain label %r: no NVLink domain losses can be seen "
+                       "(is domain_label right?)", self.domain_label)
         for node in sorted(nodes, key=lambda n: str(_get(n, "metadata", "name"))):
             name = _get(node, "metadata", "name")
             if self._domain(node) is None:
