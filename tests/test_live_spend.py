@@ -3,10 +3,18 @@ accounting the simulator uses (reserved first, then a spend commitment, then on-
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import datetime as dt
+from datetime import datetime
 
+import boto3
 import pytest
+from botocore.stub import Stubber
+from fastapi.testclient import TestClient
+from live_helpers import Live, make_app, wait_for
 
+from gpufleet.backends.aws import AwsBackend
+from gpufleet.backends.base import BackendUnavailable
+from gpufleet.backends.fake import FakeBackend
 from gpufleet.files import parse_scenario
 from gpufleet.server.spend import Fee, Usage, spend
 
@@ -31,7 +39,7 @@ contracts:
      discount: 0.25}
 """
 
-T0 = datetime(2026, 3, 1, tzinfo=timezone.utc).timestamp()
+T0 = datetime(2026, 3, 1, tzinfo=dt.UTC).timestamp()
 H = 3600.0
 
 
@@ -112,16 +120,6 @@ def test_an_empty_window_costs_nothing_but_reservations(portfolio):
 
 
 # -- through the server: usage from real placements, a Capacity Block bought through the aws backend --------
-import datetime as dt  # noqa: E402
-
-import boto3  # noqa: E402
-from botocore.stub import Stubber  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
-from live_helpers import Live, make_app, wait_for  # noqa: E402
-
-from gpufleet.backends.aws import AwsBackend  # noqa: E402
-from gpufleet.backends.base import BackendUnavailable  # noqa: E402
-from gpufleet.backends.fake import FakeBackend  # noqa: E402
 
 LIVE = """
 name: two-clouds

@@ -12,8 +12,8 @@ outside any contract. `spend` is pure; `read_rows` is the one place that reads t
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 from sqlalchemy import or_, select
