@@ -2,4 +2,5 @@
 
 from gpufleet.cli.main import run
 
-run()
+if __name__ == "__main__":  # not when a spawned child process imports the main module
+    run()
