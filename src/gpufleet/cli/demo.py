@@ -79,13 +79,16 @@ def demo(report: Annotated[str, typer.Option(help="where to write the HTML repor
                             "new temporary one); it must be new, empty or an earlier --workdir of the demo "
                             "(exit 2 otherwise)")] = None,
          keep: Annotated[bool, typer.Option(help="--live: keep the work dir (logs, database, checkpoints)")]
-         = False) -> None:
+         = False,
+         engine: Annotated[str, typer.Option(help="--live: what runs provider A: `slurm` (two local Slurm "
+                           "clusters) or `ray` (a local multi-node Ray cluster; provider B then runs jobs as "
+                           "local processes; needs gpufleet[ray], exit 3 without it)")] = "slurm") -> None:
     """Simulate the bundled frontier-lab portfolio through its ramp with one provider outage, under the
     `cost` profile and the `list-price` baseline, and say what to look at. With --live: fail a training
     gang over between two real local Slurm clusters (exit 0 it worked, 1 it did not, 3 Slurm missing)."""
     if live:
         from .demo_live import run_live
-        raise typer.Exit(run_live(workdir, keep, json_out))
+        raise typer.Exit(run_live(workdir, keep, json_out, engine))
     file = example_path("frontier-lab.yaml")
     p = scenario_or_exit(file)
     say = err if json_out == "-" else out  # stdout then holds the JSON document alone

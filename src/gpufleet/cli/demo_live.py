@@ -1,4 +1,5 @@
-"""`gpufleet demo --live`: a real failover between two providers, each a local Slurm cluster.
+"""`gpufleet demo --live`: a real failover between two providers, each a local Slurm cluster (or, with
+`--engine ray`, provider A a local Ray cluster and provider B local processes: demo_live_ray.py).
 
 Two Slurm clusters (prov-a, prov-b: 2 nodes x 8 fake GPUs, one node per NVLink domain) are started with
 gpufleet.devtools.slurm_dev, a `gpufleet serve` subprocess schedules onto them through two Slurm backends,
@@ -11,11 +12,12 @@ A work dir the demo uses holds a marker file (.gpufleet-demo): `--workdir` refus
 without one, and the demo only ever removes what it wrote there itself.
 
 Exit codes: 0 the failover worked, 1 it did not (or something failed on the way), 2 the --workdir is not the
-demo's, 3 Slurm is not installed.
+demo's, 3 Slurm (with --engine ray: Ray) is not installed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -48,6 +50,7 @@ STEP_S = 0.3          # seconds per step
 STOP_AT_STEP = 6      # provider A's Slurm is stopped once the gang has checkpointed this step
 
 PROVIDERS = (("prov-a", "a-h100", "slurm-a"), ("prov-b", "b-h100", "slurm-b"))
+ENGINES = ("slurm", "ray")
 
 def failover_scenario(backend_a: str, backend_b: str, name: str = "live-failover-demo") -> str:
     """Two providers with one 16-GPU cluster each (two 8-GPU NVLink domains), A cheaper than B, each run by
@@ -182,6 +185,14 @@ class Cluster:
 
 
 class Demo:
+    """The live demo on an engine: Slurm for both providers here; demo_live_ray.RayDemo overrides the hooks
+    that start, stop and look at the clusters."""
+
+    engine = "slurm"
+    label = "Slurm"            # what runs provider A: "provider A's Slurm"
+    providers = PROVIDERS      # (provider, cluster, backend)
+    scenario = SCENARIO
+
     def __init__(self, workdir: Path, say: Callable[[str], None]):
         self.workdir = workdir
         self.say = say
@@ -258,16 +269,47 @@ class Demo:
         if problem:
             raise DemoFailed(f"could not stop {name}: {problem}")
 
+    def stop_provider_a(self) -> None:
+        """Provider A goes away under the gang, all at once."""
+        self.say("[bold red]stopping provider A's Slurm[/] (slurmctld, both slurmds and the gang's processes)")
+        self.stop_cluster("prov-a")
+
+    def locates(self, provider: str) -> bool:
+        """Whether where() can tell on which nodes an attempt on PROVIDER runs."""
+        return provider in self.clusters
+
+    def where(self, provider: str, jid: int, attempt: int, placement: dict) -> tuple[str, str] | None:
+        """(nodes, narration) of a running attempt, or None while its scheduler does not say."""
+        name = f"gpufleet-{jid}-{attempt}"
+        nodes = self.clusters[provider].nodes_of(name)
+        if not nodes:
+            return None
+        return nodes, f"{provider}'s Slurm runs it as job {name} on nodes [bold]{nodes}[/]"
+
+    def node_labels(self) -> dict[str, str]:
+        """How the report names the nodes of an attempt on each provider."""
+        return {prov: "Slurm nodes" for prov, _, _ in self.providers}
+
+    def backends_text(self) -> str:
+        return "".join(f"{be}: {{kind: slurm, conf: {self.clusters[prov].conf}, cluster: {cl}}}\n"
+                       for prov, cl, be in self.providers)
+
+    def stoppers(self) -> list[tuple[str, Callable[[], str | None]]]:
+        """What cleanup calls to stop the clusters, one at a time (each returns a problem or None)."""
+        return [(f"stopping {name}", partial(_down, c.dir)) for name, c in self.clusters.items()]
+
     def leftover_processes(self) -> dict[str, int]:
         """Slurm processes still running for each cluster of the demo."""
         return {n: len(slurm_dev.cluster_processes(c.dir)) for n, c in self.clusters.items()}
 
+    def clusters_doc(self) -> dict[str, dict]:
+        return {n: {"dir": str(c.dir), "nodes": c.info.get("nodes"),
+                    "controller_port": c.info.get("controller_port")} for n, c in self.clusters.items()}
+
     # -- server -----------------------------------------------------------------------------------------
     def start_server(self) -> None:
-        (self.workdir / "scenario.yaml").write_text(SCENARIO)
-        (self.workdir / "backends.yaml").write_text("".join(
-            f"{be}: {{kind: slurm, conf: {self.clusters[prov].conf}, cluster: {cl}}}\n"
-            for prov, cl, be in PROVIDERS))
+        (self.workdir / "scenario.yaml").write_text(self.scenario)
+        (self.workdir / "backends.yaml").write_text(self.backends_text())
         port = _free_port()
         self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "GPUFLEET_ADMIN_TOKEN": self.token}
@@ -275,7 +317,7 @@ class Demo:
             self.server = subprocess.Popen(
                 [sys.executable, "-m", "gpufleet", "serve", "--db", f"sqlite:///{self.workdir / 'gpufleet.db'}",
                  "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(self.workdir),
-                 "--scenario", str(self.workdir / "scenario.yaml"), "--backend", "slurm-a",
+                 "--scenario", str(self.workdir / "scenario.yaml"), "--backend", self.providers[0][2],
                  "--backends", str(self.workdir / "backends.yaml"), "--poll", "0.3"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True)  # Ctrl-C reaches the demo, which stops the server itself
@@ -291,8 +333,18 @@ class Demo:
             if time.monotonic() > end:
                 raise DemoFailed(f"gpufleet serve did not answer within 90s:\n{self._server_tail()}")
             time.sleep(0.1)
-        self.say(f"gpufleet serve up at {self.url} (SQLite in the work dir; backends slurm-a -> prov-a, "
-                 "slurm-b -> prov-b; polling every 0.3s)")
+        routes = ", ".join(f"{be} -> {prov}" for prov, _, be in self.providers)
+        self.say(f"gpufleet serve up at {self.url} (SQLite in the work dir; backends {routes}; "
+                 "polling every 0.3s)")
+
+    def server_alive(self) -> bool:
+        """The server process is running and answers /health."""
+        if self.server is None or self.server.poll() is not None:
+            return False
+        try:
+            return httpx.get(self.url + "/health", timeout=10).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def _server_tail(self, n: int = 20) -> str:
         try:
@@ -359,7 +411,7 @@ def _story(d: Demo, jid: int, extra: int) -> dict[str, Any]:
                            "extra_job": {"id": extra, "name": EXTRA_JOB["name"]}}
     nodes: dict[int, str] = {}
     seen_running: set[int] = set()
-    find_nodes: dict[int, str] = {}  # attempt -> provider whose Slurm is asked where it runs
+    find_nodes: dict[int, tuple[str, dict]] = {}  # attempt -> (provider, placement) to ask where it runs
     stopped: set[str] = set()
     extra_started = False
     last_step: int | None = None
@@ -374,8 +426,8 @@ def _story(d: Demo, jid: int, extra: int) -> dict[str, Any]:
                 say(f"[bold red]capacity lost[/]: {escape(msg if len(msg) < 200 else msg[:197] + '...')}")
             elif e["kind"] == "requeued" and e["job_id"] == jid:
                 say(f"[yellow]requeued[/] job {jid}: {escape(e['message'])}")
-                if "last_step_on_a" not in res["job"]:
-                    res["job"]["last_step_on_a"] = d.step(jid)
+                if "last_step_on_a" in res["job"] and "requeued" not in state:
+                    state["requeued"] = 1
                     say(f"the last checkpoint provider A wrote: step {res['job']['last_step_on_a']}")
         job = d.job(jid)
         att = job["attempt"]
@@ -385,17 +437,17 @@ def _story(d: Demo, jid: int, extra: int) -> dict[str, Any]:
             domains = sorted({int(part[0]) for part in pl["parts"]})
             say(f"job {jid} [green]running[/] (attempt {att}) on [bold]{pl['provider']}[/]'s cluster "
                 f"{pl['cluster']} via {pl['backend']}, NVLink domains {', '.join(map(str, domains))}")
-            if pl["provider"] in d.clusters:
-                find_nodes[att] = pl["provider"]
-        for a, prov in list(find_nodes.items()):
+            if d.locates(pl["provider"]):
+                find_nodes[att] = (pl["provider"], pl)
+        for a, (prov, pl) in list(find_nodes.items()):
             if prov in stopped or job["state"] != "running":
                 del find_nodes[a]
                 continue
-            where = d.clusters[prov].nodes_of(f"gpufleet-{jid}-{a}")
+            where = d.where(prov, jid, a, pl)
             if where:
-                nodes[a] = where
+                nodes[a] = where[0]
                 del find_nodes[a]
-                say(f"{prov}'s Slurm runs it as job gpufleet-{jid}-{a} on nodes [bold]{where}[/]")
+                say(where[1])
         step = d.step(jid)
         if step is not None and step != last_step and job["state"] == "running":
             if state["resumed"] is None and att > 1:
@@ -436,13 +488,13 @@ def _story(d: Demo, jid: int, extra: int) -> dict[str, Any]:
     if first["provider"] != "prov-a":
         raise DemoFailed(f"the gang started on {first['provider']}, not on the cheaper prov-a")
     until(lambda j: (d.step(jid) or 0) >= STOP_AT_STEP, TIMEOUT_PROGRESS_S, f"checkpoint step {STOP_AT_STEP}")
-    say("[bold red]stopping provider A's Slurm[/] (slurmctld, both slurmds and the gang's processes)")
     t_stop = time.monotonic()
     res["stopped_at"] = time.time()  # wall clock, comparable with the server's event times
     stopped.add("prov-a")
-    d.stop_cluster("prov-a")
+    d.stop_provider_a()
     last_step = d.step(jid)
-    say("provider A's Slurm is gone; waiting for gpufleet to notice")
+    res["job"]["last_step_on_a"] = last_step  # A's processes are gone: nothing writes it until B runs
+    say(f"provider A's {d.label} is gone; waiting for gpufleet to notice")
     job = until(lambda j: j["attempt"] >= 2 and j["state"] == "running", TIMEOUT_END_S,
                 "the gang to run again")
     res["failover_s"] = round(time.monotonic() - t_stop, 1)
@@ -472,6 +524,9 @@ def _story(d: Demo, jid: int, extra: int) -> dict[str, Any]:
     for j in queue:
         by_state[j["state"]] = by_state.get(j["state"], 0) + 1
     others = [j for j in queue if j["id"] != jid]
+    res["server_alive"] = d.server_alive()
+    say("gpufleet serve is still up and answering" if res["server_alive"] else
+        "[bold red]gpufleet serve is gone[/]")
     res["queue"] = {"jobs": len(queue), "by_state": by_state,
                     "other_jobs_lost": sum(1 for j in others if j["state"] != "succeeded" or j["attempt"] != 1
                                            or j["lost_gpu_hours"] > 0)}
@@ -511,27 +566,39 @@ def _problems(res: dict) -> list[str]:
         p.append(f"the extra job ended {ex.get('state')} after {ex.get('attempts')}")
     if res.get("queue", {}).get("other_jobs_lost"):
         p.append(f"{res['queue']['other_jobs_lost']} other job(s) were affected")
+    if res.get("server_alive") is False:
+        p.append("gpufleet serve did not survive the failover")
     left = {k: v for k, v in res.get("leftover_processes", {}).items() if v}
     if left:
-        p.append(f"Slurm processes left running: {left}")
+        p.append(f"{_label(res)} processes left running: {left}")
     p += [f"cleanup: {e}" for e in res.get("cleanup_errors", [])]
     return p
 
 
+def _label(res: dict) -> str:
+    return {"slurm": "Slurm", "ray": "Ray"}.get(res.get("engine", "slurm"), "Slurm")
+
+
 def _report(res: dict) -> None:
     job, ex = res["job"], res["extra_job"]
+    label = _label(res)
     out.print()
     out.print("[bold]Failover report[/]")
     for a in job.get("attempts", []):
+        where = res.get("node_labels", {}).get(a["provider"], "Slurm nodes")
+        if where.endswith("nodes"):
+            where = f"{where} {a.get('nodes') or '?'}"
         out.print(f"  attempt {a['attempt']}: {a['provider']} / {a['cluster']} (backend {a['backend']}), "
-                  f"Slurm nodes {a.get('nodes') or '?'}: {a['outcome'] or 'running'}")
+                  f"{where}: {a['outcome'] or 'running'}")
     if "lost_gpu_hours" in job:
         out.print(f"  lost work: {job['lost_gpu_hours']:.4f} GPU-hours = {job['lost_gpu_hours'] * 3600:,.0f} "
                   "GPU-seconds (16 GPUs since the last checkpoint on prov-a)")
         out.print(f"  last checkpoint on prov-a: step {job.get('last_step_on_a')}; resumed on prov-b from step "
                   f"{job.get('resumed_from_step')}; finished at step {job.get('final_step')} of {STEPS}")
     if "failover_s" in res:
-        out.print(f"  from stopping prov-a's Slurm to running on prov-b: {res['failover_s']:.1f}s")
+        out.print(f"  from stopping prov-a's {label} to running on prov-b: {res['failover_s']:.1f}s")
+    if "server_alive" in res:
+        out.print(f"  gpufleet serve after the failover: {'up' if res['server_alive'] else '[red]gone[/]'}")
     if "state" in ex:
         where = ", ".join(a["provider"] for a in ex.get("attempts", []))
         out.print(f"  extra job {ex['id']} ({ex['name']}): {ex['state']} on {where or '-'} "
@@ -541,7 +608,8 @@ def _report(res: dict) -> None:
         out.print(f"  queue: {q['jobs']} jobs, {', '.join(f'{n} {s}' for s, n in q['by_state'].items())}; "
                   f"other jobs lost or requeued: {q['other_jobs_lost']}")
     left = res.get("leftover_processes", {})
-    out.print("  cleanup: server stopped, Slurm clusters stopped"
+    out.print("  cleanup: server stopped, " + ("Slurm clusters stopped" if label == "Slurm" else
+                                                "Ray cluster stopped")
               + ("" if not any(left.values()) else f" [red](processes left: {left})[/]")
               + ("" if not res.get("cleanup_errors") else f" [red]({len(res['cleanup_errors'])} error(s))[/]")
               + (f"; work dir kept at {res['workdir']}" if res.get("kept") else "; work dir removed"))
@@ -565,41 +633,52 @@ def _refuse(doc: dict, msg: str, as_json: bool, json_out: str | None, code: int)
     return code
 
 
-def run_live(workdir: str | None, keep: bool, json_out: str | None = None) -> int:
+def run_live(workdir: str | None, keep: bool, json_out: str | None = None, engine: str = "slurm") -> int:
     """The whole demo; returns the exit code. json_out "-": the result document on stdout instead of the
-    narration and report (which go to stderr); a path: the document written there as well."""
+    narration and report (which go to stderr); a path: the document written there as well. engine "ray":
+    provider A on a local Ray cluster, provider B local processes (demo_live_ray)."""
     as_json = json_out == "-"
+    if engine not in ENGINES:
+        return _refuse({"ok": False, "error": "bad_engine", "engine": engine, "engines": list(ENGINES)},
+                       f"--engine {engine}: expected one of {', '.join(ENGINES)}", as_json, json_out,
+                       EXIT_BAD_INPUT)
     wd = Path(workdir).resolve() if workdir else None
     if wd is not None:
         problem = workdir_problem(wd)
         if problem:
             return _refuse({"ok": False, "error": "workdir_refused", "workdir": str(wd), "message": problem},
                            problem, as_json, json_out, EXIT_BAD_INPUT)
-    missing = missing_slurm()
-    if missing:
-        msg = (f"Slurm is not installed here (missing {', '.join(missing)}); the live demo runs two local "
-               f"Slurm clusters. Install them with: {INSTALL_HINT}")
-        return _refuse({"ok": False, "error": "slurm_missing", "missing": missing, "install": INSTALL_HINT},
-                       msg, as_json, json_out, EXIT_NO_SLURM)
+    demo_class: type[Demo] = Demo
+    if engine == "ray":
+        from . import demo_live_ray
+        why = demo_live_ray.ray_missing()
+        if why:
+            msg = (f"Ray is not installed here ({why}); `--engine ray` runs provider A on a local Ray cluster. "
+                   f"Install it with: {demo_live_ray.INSTALL_HINT}")
+            return _refuse({"ok": False, "error": "ray_missing", "engine": engine,
+                            "install": demo_live_ray.INSTALL_HINT}, msg, as_json, json_out, EXIT_NO_SLURM)
+        demo_class = demo_live_ray.RayDemo
+    else:
+        missing = missing_slurm()
+        if missing:
+            msg = (f"Slurm is not installed here (missing {', '.join(missing)}); the live demo runs two local "
+                   f"Slurm clusters. Install them with: {INSTALL_HINT}")
+            return _refuse({"ok": False, "error": "slurm_missing", "missing": missing, "install": INSTALL_HINT},
+                           msg, as_json, json_out, EXIT_NO_SLURM)
     t0 = time.monotonic()
     say = Narrator(err if as_json else out, t0)
     if wd is not None:
         created = not wd.exists()
         wd.mkdir(parents=True, exist_ok=True)
         if (wd / MARKER).is_file():  # a previous run's work dir: stop its clusters, start afresh
-            for name, _, _ in PROVIDERS:
-                p = wd / name
-                if p.is_symlink() or p.exists():
-                    problem = _down(p.resolve())
-                    if problem:
-                        say(f"[yellow]could not stop the previous run's {name}[/]: {escape(problem)}")
+            _stop_previous(wd, say)
             _remove_outputs(wd)
     else:
         wd = Path(tempfile.mkdtemp(prefix="gpufleet-demo-", dir="/tmp"))
         created = True
     (wd / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
-    d = Demo(wd, say)
-    res: dict[str, Any] = {"workdir": str(wd), "job": {}, "extra_job": {}}
+    d = demo_class(wd, say)
+    res: dict[str, Any] = {"engine": d.engine, "workdir": str(wd), "job": {}, "extra_job": {}}
     old_term = signal.getsignal(signal.SIGTERM)
 
     def on_term(signum: int, frame: Any) -> None:
@@ -609,7 +688,7 @@ def run_live(workdir: str | None, keep: bool, json_out: str | None = None) -> in
         signal.signal(signal.SIGTERM, on_term)
     interrupted = False
     try:
-        say(f"live failover demo in {wd}")
+        say(f"live failover demo in {wd}" + ("" if engine == "slurm" else f" (engine {engine})"))
         d.start_clusters()
         d.start_server()
         jid = d.submit(TRAIN_JOB)
@@ -636,7 +715,8 @@ def run_live(workdir: str | None, keep: bool, json_out: str | None = None) -> in
             _cleanup(d, res, keep, created)
             for msg in res.get("cleanup_errors", []):
                 say(f"[bold red]cleanup:[/] {escape(msg)}")
-            say("server and both Slurm clusters stopped" if not res.get("cleanup_errors") else
+            stopped = "both Slurm clusters" if engine == "slurm" else "provider A's Ray cluster"
+            say(f"server and {stopped} stopped" if not res.get("cleanup_errors") else
                 "cleanup done, with the errors above")
             if keep:
                 say(f"work dir kept: {wd}")
@@ -651,8 +731,8 @@ def run_live(workdir: str | None, keep: bool, json_out: str | None = None) -> in
     res["wall_s"] = round(time.monotonic() - t0, 1)
     res["problems"] = _problems(res)
     res["ok"] = not res["problems"]
-    res["clusters"] = {n: {"dir": str(c.dir), "nodes": c.info.get("nodes"),
-                           "controller_port": c.info.get("controller_port")} for n, c in d.clusters.items()}
+    res["clusters"] = d.clusters_doc()
+    res["node_labels"] = d.node_labels()
     if keep:
         (wd / "result.json").write_text(json.dumps(res, indent=2, default=str) + "\n", encoding="utf-8")
     if as_json:
@@ -678,11 +758,11 @@ def _cleanup(d: Demo, res: dict, keep: bool, created: bool) -> None:
 
     attempt("stopping the Slurm clusters' start-up", d.stop_starting)
     attempt("stopping gpufleet serve", d.stop_server)
-    for name, c in d.clusters.items():
-        problem = attempt(f"stopping {name}", partial(_down, c.dir))
+    for what, stop in attempt("listing the clusters to stop", d.stoppers) or []:
+        problem = attempt(what, stop)
         if problem:
-            errors.append(f"stopping {name}: {problem}")
-    res["leftover_processes"] = attempt("looking for leftover Slurm processes", d.leftover_processes) or {}
+            errors.append(f"{what}: {problem}")
+    res["leftover_processes"] = attempt(f"looking for leftover {d.label} processes", d.leftover_processes) or {}
     attempt("closing the HTTP client", d.http.close)
     if not keep:
         for sd in d.short_dirs:
@@ -700,8 +780,53 @@ MARKER_TEXT = ("A work dir of `gpufleet demo --live`. A run here replaces the fi
                "(prov-a, prov-b, checkpoints, gpufleet.db, server.log, ...) and nothing else.\n")
 
 # what a run writes in its work dir: removed before a run and, without --keep, after it
-OUTPUTS = ("prov-a", "prov-b", "slurm-a", "slurm-b", "checkpoints", "gpufleet.db", "gpufleet.db-wal",
+OUTPUTS = ("prov-a", "prov-b", "slurm-a", "slurm-b", "ray-a", "local-b", "checkpoints", "gpufleet.db", "gpufleet.db-wal",
            "gpufleet.db-shm", "gpufleet.db-journal", "scenario.yaml", "backends.yaml", "server.log", "result.json")
+
+
+def _stop_previous(wd: Path, say: Callable[[str], None]) -> None:
+    """Stop what a previous run in WD may have left running (a killed run), whichever its engine: its
+    server, its Slurm clusters, its Ray cluster."""
+    for pid in _demo_servers(wd):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            say(f"stopped the previous run's gpufleet serve (pid {pid})")
+    for name, _, _ in PROVIDERS:
+        p = wd / name
+        if p.is_symlink() or p.exists():
+            problem = _down(p.resolve())
+            if problem:
+                say(f"[yellow]could not stop the previous run's {name}[/]: {escape(problem)}")
+    ray_dir = wd / "ray-a"
+    if ray_dir.is_symlink():
+        from .demo_live_ray import kill_processes_of, own_temp_dir
+        target = ray_dir.resolve()
+        if own_temp_dir(target):
+            killed = kill_processes_of(target)
+            if killed:
+                say(f"stopped {killed} process(es) of the previous run's Ray cluster")
+
+
+def _demo_servers(wd: Path) -> list[int]:
+    """Live `gpufleet serve` processes that a run of the demo in WD started (their database and data dir
+    are WD's)."""
+    want = ("serve", "--db", f"sqlite:///{wd / 'gpufleet.db'}", "--data-dir", str(wd))
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+            with open(f"/proc/{entry}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+        except (OSError, IndexError):
+            continue
+        if "gpufleet" in argv and all(a in argv for a in want) and \
+                argv[argv.index("--data-dir") + 1] == str(wd) and argv[argv.index("--db") + 1] == want[2]:
+            found.append(int(entry))
+    return found
 
 
 def workdir_problem(wd: Path) -> str | None:

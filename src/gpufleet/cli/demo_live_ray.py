@@ -1,0 +1,223 @@
+"""`gpufleet demo --live --engine ray`: the live failover demo with provider A on a Ray cluster.
+
+Provider A is a local multi-node Ray cluster started with ray.cluster_utils.Cluster: a head node without
+GPUs (where gpufleet's Ray driver connects) and one node per NVLink domain of cluster a-h100, each with the
+resources `gpufleet_gpu: 8`, `gpufleet_cluster_a-h100: 1` and `gpufleet_domain_<d>: 1`. Provider B is the
+`local` backend: the job runs as processes on this machine. Mid-run, provider A's whole Ray cluster
+vanishes: the head's processes (GCS first) and then every node with its workers and the gang's processes
+are frozen and killed. The server, whose Ray backend runs in a child process with a deadline on each call,
+counts ray-a unreachable, requeues the gang and it finishes on B from its last checkpoint.
+
+Ray's files and sockets live in a short /tmp directory (Ray's socket paths are limited to 107 bytes) that
+WORKDIR/ray-a links to; every process of the cluster names it on its command line or in its TMPDIR, which is
+how cleanup (and a later run in the same work dir) finds what is left. Ray is imported only when the demo
+runs, so this module can be imported without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from .demo_live import Demo, DemoFailed, failover_scenario
+
+INSTALL_HINT = "pip install 'gpufleet[ray]'"
+RAY_PROVIDERS = (("prov-a", "a-h100", "ray-a"), ("prov-b", "b-h100", "local-b"))
+NAMESPACE = "gpufleet-demo"
+DOMAINS = (0, 1)          # the NVLink domains of a-h100, one Ray node each
+TEMP_PREFIX = "gpufleet-ray-a-"
+
+
+def ray_missing() -> str | None:
+    """Why Ray cannot be used here (None when it can)."""
+    try:
+        import ray
+        import ray.cluster_utils  # noqa: F401
+    except ImportError as e:
+        return str(e) or type(e).__name__
+    return None
+
+
+def own_temp_dir(path: Path) -> bool:
+    """Whether PATH is a Ray directory of this demo (a /tmp/gpufleet-ray-a-* directory)."""
+    return path.parent == Path("/tmp").resolve() and path.name.startswith(TEMP_PREFIX) and path.is_dir()
+
+
+def _mentions(pid: int, needle: bytes) -> bool:
+    for what in ("cmdline", "environ"):
+        try:
+            with open(f"/proc/{pid}/{what}", "rb") as f:
+                if needle in f.read():
+                    return True
+        except OSError:
+            pass
+    return False
+
+
+def processes_of(temp: Path) -> list[int]:
+    """Live processes (not zombies) that name TEMP on their command line or in their environment: the
+    Ray cluster's processes, its workers and the jobs they run (TMPDIR)."""
+    needle = str(temp).encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        pid = int(entry)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+        except (OSError, IndexError):
+            continue
+        if _mentions(pid, needle):
+            found.append(pid)
+    return found
+
+
+def kill_tree(pid: int) -> None:
+    """PID and everything below it die at once: frozen first, so none reports the others' end."""
+    from ..backends.ray import _descendants
+    procs = [pid, *_descendants(pid)]
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(p, sig)
+
+
+def kill_processes_of(temp: Path, rounds: int = 5) -> int:
+    """Kill every process of the Ray cluster in TEMP (and what runs below them); how many were found."""
+    killed: set[int] = set()
+    for _ in range(rounds):
+        pids = [p for p in processes_of(temp) if p not in killed]
+        if not pids:
+            break
+        for pid in pids:
+            kill_tree(pid)
+        killed.update(pids)
+    return len(killed)
+
+
+class RayDemo(Demo):
+    """The live demo with provider A on a local Ray cluster and provider B on the local backend."""
+
+    engine = "ray"
+    label = "Ray"
+    providers = RAY_PROVIDERS
+    scenario = failover_scenario("ray-a", "local-b")
+
+    def __init__(self, workdir: Path, say: Any):
+        super().__init__(workdir, say)
+        self.cluster: Any = None
+        self.domains: list[Any] = []
+        self.temp: Path | None = None
+        self.address = ""
+        self.address_file: Path | None = None
+        self.made_address_dir = False
+
+    # -- clusters ---------------------------------------------------------------------------------------
+    def start_clusters(self) -> None:
+        from ray._private.utils import get_ray_address_file
+        from ray.cluster_utils import Cluster
+
+        self.temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir="/tmp")).resolve()
+        self.short_dirs.append(self.temp)
+        (self.workdir / "ray-a").symlink_to(self.temp)
+        self.address_file = Path(get_ray_address_file(None))
+        self.made_address_dir = not self.address_file.parent.exists()
+        self.address_file.parent.mkdir(parents=True, exist_ok=True)
+        env = {"TMPDIR": str(self.temp)}
+        main = threading.current_thread() is threading.main_thread()
+        on_term = signal.getsignal(signal.SIGTERM) if main else None
+        self.say("starting provider A's Ray cluster: a head node without GPUs and one node per NVLink domain")
+        try:
+            self.cluster = Cluster(initialize_head=True, connect=False, head_node_args={
+                "num_cpus": 2, "include_dashboard": False, "temp_dir": str(self.temp), "env_vars": env,
+                "_system_config": {"health_check_period_ms": 300, "health_check_failure_threshold": 3,
+                                   "health_check_initial_delay_ms": 0}})
+            for d in DOMAINS:
+                self.domains.append(self.cluster.add_node(num_cpus=1, env_vars=env, resources={
+                    "gpufleet_gpu": 8, "gpufleet_cluster_a-h100": 1, f"gpufleet_domain_{d}": 1}))
+            self.cluster.wait_for_nodes()
+        except Exception as e:  # Ray raises many kinds; the demo reports it and cleans up
+            raise DemoFailed(f"could not start the Ray cluster: {type(e).__name__}: {e}") from e
+        finally:
+            if main and on_term is not None:  # Ray's node handler would exit without the demo's cleanup
+                signal.signal(signal.SIGTERM, on_term)
+        self.address = self.cluster.address
+        nodes = ", ".join(f"{n.node_id[:8]} (domain {d})" for d, n in zip(DOMAINS, self.domains))
+        self.say(f"Ray cluster [bold]prov-a[/] up: head (GCS) at {self.address}, no GPUs; nodes {nodes}, "
+                 "each gpufleet_gpu: 8, gpufleet_cluster_a-h100: 1, gpufleet_domain_<d>: 1")
+        self.say("provider [bold]prov-b[/]: the local backend (jobs run as processes on this machine)")
+
+    def backends_text(self) -> str:
+        return (f'ray-a: {{kind: ray, address: "{self.address}", namespace: {NAMESPACE}, pg_timeout_s: 30, '
+                "call_timeout_s: 3}\n"
+                "local-b: {kind: local}\n")
+
+    def stop_provider_a(self) -> None:
+        from ray._private import ray_constants
+        self.say("[bold red]provider A's whole Ray cluster vanishes[/]: the head (GCS and the rest) first, then "
+                 "both nodes with their workers and the gang's processes")
+        try:
+            for infos in self.cluster.head_node.all_processes.values():
+                for info in infos:
+                    kill_tree(info.process.pid)
+            for node in self.domains:
+                kill_tree(node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
+        except (KeyError, IndexError, AttributeError, OSError) as e:
+            raise DemoFailed(f"could not stop provider A's Ray cluster: {type(e).__name__}: {e}") from e
+
+    def locates(self, provider: str) -> bool:
+        return provider == "prov-a" and self.cluster is not None
+
+    def where(self, provider: str, jid: int, attempt: int, placement: dict) -> tuple[str, str] | None:
+        by_domain = dict(zip(DOMAINS, self.domains))
+        doms = sorted({int(part[0]) for part in placement.get("parts", [])})
+        if not doms or any(d not in by_domain for d in doms):
+            return None
+        nodes = ", ".join(by_domain[d].node_id[:8] for d in doms)
+        return nodes, (f"{provider}'s Ray runs it as one rank per TP group in a placement group on the nodes of "
+                       f"domains {', '.join(map(str, doms))}: [bold]{nodes}[/]")
+
+    def node_labels(self) -> dict[str, str]:
+        return {"prov-a": "Ray nodes", "prov-b": "local processes"}
+
+    # -- cleanup ----------------------------------------------------------------------------------------
+    def stoppers(self) -> list[tuple[str, Any]]:
+        return [("stopping provider A's Ray cluster", self._stop_ray)]
+
+    def _stop_ray(self) -> str | None:
+        problems = []
+        if self.cluster is not None:
+            try:
+                self.cluster.shutdown()
+            except Exception as e:  # noqa: BLE001 - what is left is killed below
+                problems.append(f"Cluster.shutdown: {type(e).__name__}: {e}")
+        if self.temp is not None:
+            kill_processes_of(self.temp)
+            left = processes_of(self.temp)
+            if left:
+                problems.append(f"processes still running: {left}")
+        af = self.address_file
+        if af is not None:
+            with contextlib.suppress(OSError):
+                if self.address and af.exists() and af.read_text().strip() == self.address:
+                    af.unlink()
+            if self.made_address_dir:
+                with contextlib.suppress(OSError):
+                    af.parent.rmdir()
+        return "; ".join(problems) or None
+
+    def leftover_processes(self) -> dict[str, int]:
+        return {"prov-a": len(processes_of(self.temp)) if self.temp is not None else 0}
+
+    def clusters_doc(self) -> dict[str, dict]:
+        if self.temp is None:
+            return {}
+        return {"prov-a": {"dir": str(self.temp), "address": self.address,
+                           "nodes": [n.node_id for n in self.domains]}}
