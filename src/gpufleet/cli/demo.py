@@ -85,7 +85,8 @@ def demo(report: Annotated[str, typer.Option(help="where to write the HTML repor
                            "local processes; needs gpufleet[ray], exit 3 without it)")] = "slurm") -> None:
     """Simulate the bundled frontier-lab portfolio through its ramp with one provider outage, under the
     `cost` profile and the `list-price` baseline, and say what to look at. With --live: fail a training
-    gang over between two real local Slurm clusters (exit 0 it worked, 1 it did not, 3 Slurm missing)."""
+    gang over from a real local Slurm (or, with --engine ray, Ray) provider to another behind a real
+    `gpufleet serve` (exit 0 it worked, 1 it did not, 2 bad --workdir or engine, 3 Slurm/Ray missing)."""
     if live:
         from .demo_live import run_live
         raise typer.Exit(run_live(workdir, keep, json_out, engine))

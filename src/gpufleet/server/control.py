@@ -677,8 +677,8 @@ class Control:
         lost = self._release_job(s, job_id, outcome, now, stop=True)
         job.state, job.reason = "queued", why
         job.lost_gpu_hours = (job.lost_gpu_hours or 0.0) + lost
-        self._event(s, actor, "requeued", job, f"requeued: {why}; {lost:,.2f} GPU-hours since the last checkpoint "
-                                               "lost", detail={"lost_gpu_hours": lost, "outcome": outcome})
+        self._event(s, actor, "requeued", job, f"requeued: {why}; {_gpu_hours(lost)} since the last checkpoint lost",
+                    detail={"lost_gpu_hours": lost, "outcome": outcome})
         self._enqueue(job.id, job.team, JobSpec.model_validate(job.spec), job.submitted_at, job.attempt)
         self.metrics.requeues.inc()
         self.epoch += 1
@@ -1026,6 +1026,11 @@ class Control:
         eng = self.engine
         return {"queued": len(self.pending), "active_placements": len(self.active),
                 "gpus_free": sum(cs.domains.free_total for cs in eng.state.clusters) if eng else 0}
+
+
+def _gpu_hours(h: float) -> str:
+    """Lost work as people read it: GPU-hours, or GPU-seconds when under a tenth of a GPU-hour."""
+    return f"{h:,.2f} GPU-hours" if h >= 0.1 or h == 0 else f"{h * 3600:,.0f} GPU-seconds"
 
 
 def _total_gpus(spec: JobSpec) -> int:
