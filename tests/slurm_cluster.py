@@ -25,10 +25,11 @@ from pathlib import Path
 
 import pytest
 
+from gpufleet.backends.slurm import parse_kv
+from gpufleet.devtools import slurm_dev
+
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_DEV = ("-m", "gpufleet.devtools.slurm_dev")
-DAEMONS = ("slurmctld", "slurmd", "slurmstepd")
-CLIENTS = ("sinfo", "squeue", "sbatch", "scontrol", "scancel", "srun")
 FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
             "DEADLINE", "PREEMPTED"}
 # what a client command prints when the cluster's slurmctld is not running
@@ -38,27 +39,12 @@ MAX_DIR = 60  # Slurm puts unix sockets under DIR/spool/<node>/; their paths are
 
 def missing_slurm() -> str | None:
     """Why no cluster can start here, or None when the binaries are present."""
-    daemons = [d for d in DAEMONS if not any(os.access(p, os.X_OK) for p in
-                                             (f"/usr/sbin/{d}-wlm", f"/usr/sbin/{d}", shutil.which(d) or ""))]
-    missing = daemons + [c for c in CLIENTS if not shutil.which(c)]
+    missing = slurm_dev.missing_binaries()
     if missing:
         return (f"Slurm not installed (missing {', '.join(missing)}; "
                 "apt-get install slurmctld slurmd slurm-client)")
     return None
 
-
-def parse_kv(line: str) -> dict[str, str]:
-    """`scontrol show ... -o` output: Key=Value pairs separated by spaces, where a value may hold spaces."""
-    out: dict[str, str] = {}
-    key = None
-    for tok in line.strip().split(" "):
-        k, eq, v = tok.partition("=")
-        if eq and k and k[0].isupper():
-            key = k
-            out[k] = v
-        elif key is not None:
-            out[key] += " " + tok
-    return out
 
 
 class SlurmError(RuntimeError):

@@ -257,7 +257,8 @@ def _status(state: str, code: int | None, reason: str = "") -> Status | None:
     return Status("lost", None, f"slurm job in unknown state {state!r}")
 
 
-def _parse_kv(line: str) -> dict[str, str]:
+def parse_kv(line: str) -> dict[str, str]:
+    """`scontrol show ... -o` output: Key=Value pairs separated by spaces, where a value may hold spaces."""
     out: dict[str, str] = {}
     key = None
     for tok in line.strip().split(" "):
@@ -498,7 +499,7 @@ class SlurmBackend:
         r = self._run("scontrol", "show", "job", "-o", str(jid))
         if r.returncode != 0 or not r.stdout.strip():  # "Invalid job id specified": long gone
             return Status("lost", None, f"slurm no longer knows job {jid}")
-        info = _parse_kv(r.stdout.splitlines()[0])
+        info = parse_kv(r.stdout.splitlines()[0])
         code = None
         ec = info.get("ExitCode", "")
         if ec.split(":")[0].isdigit():
