@@ -309,3 +309,22 @@ class AwsBackend:
 
     def close(self) -> None:
         return None
+
+
+def _iso(v: Any) -> Any:
+    return v.isoformat() if hasattr(v, "isoformat") else v
+
+
+def jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    """A reservation or offering with its dates as ISO strings, as the API and the database keep it."""
+    return {k: _iso(v) for k, v in d.items()}
+
+
+def offering_json(o: dict) -> dict:
+    """A Capacity Block offering as the API shows it."""
+    return {"offering_id": o.get("CapacityBlockOfferingId"), "instance_type": o.get("InstanceType"),
+            "count": o.get("InstanceCount"), "availability_zone": o.get("AvailabilityZone"),
+            "start": _iso(o.get("StartDate")), "end": _iso(o.get("EndDate")),
+            "hours": o.get("CapacityBlockDurationHours"),
+            "upfront_fee_usd": float(o["UpfrontFee"]) if o.get("UpfrontFee") is not None else None,
+            "currency": o.get("CurrencyCode", "USD")}

@@ -38,7 +38,8 @@ from .control import (Cancel, Control, LoadPortfolio, MarkCapacity, PutTeam, Ref
                       Submit)
 from .fastpath import FastSubmit
 from .metrics import Metrics
-from .spend import offering_json, read_rows, spend
+from ..backends.aws import offering_json
+from .spend import read_rows, spend
 
 log = logging.getLogger("gpufleet.server")
 

@@ -33,7 +33,8 @@ from ..placement.jobs import replica_requests, request_from_job
 from ..placement.request import Allocation, Request
 from ..store import tables as T
 from .metrics import Metrics
-from .spend import HOUR, offering_json, read_rows, spend
+from ..backends.aws import jsonable, offering_json
+from .spend import HOUR, read_rows, spend
 
 log = logging.getLogger("gpufleet.control")
 
@@ -517,7 +518,7 @@ class Control:
         row.status = c.status
         detail = dict(row.detail or {})
         if c.bought is not None:
-            bought = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in c.bought.items()}
+            bought = jsonable(c.bought)
             detail["reservation"] = bought
             row.ref = bought.get("id")
             if bought.get("cost_usd") is not None:

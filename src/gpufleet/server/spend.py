@@ -179,15 +179,3 @@ def read_rows(s: Session, since: float, until: float) -> tuple[list[Usage], list
     fees = [Fee(r.at, r.provider, r.cluster, r.kind, r.usd, r.ref)
             for r in s.scalars(select(C).where(C.at >= since, C.at < until, C.status == "done").order_by(C.at))]
     return usage, fees
-
-
-def offering_json(o: dict) -> dict:
-    """A Capacity Block offering as the API shows it."""
-    def iso(v):
-        return v.isoformat() if hasattr(v, "isoformat") else v
-    return {"offering_id": o.get("CapacityBlockOfferingId"), "instance_type": o.get("InstanceType"),
-            "count": o.get("InstanceCount"), "availability_zone": o.get("AvailabilityZone"),
-            "start": iso(o.get("StartDate")), "end": iso(o.get("EndDate")),
-            "hours": o.get("CapacityBlockDurationHours"),
-            "upfront_fee_usd": float(o["UpfrontFee"]) if o.get("UpfrontFee") is not None else None,
-            "currency": o.get("CurrencyCode", "USD")}
