@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..backends.aws import offering_json
 from ..backends.base import BackendError, BackendSet, BackendUnavailable
 from ..model.base import MAX_GPUS
 from ..model.base import Name as ModelName
@@ -34,11 +35,19 @@ from ..model.job import JobSpec
 from ..store import connect, upgrade
 from ..store import tables as T
 from .auth import Principal, Tokens, digest
-from .control import (Cancel, Control, LoadPortfolio, MarkCapacity, PutTeam, Refused, ReserveCharge, SettleCharge,
-                      Submit)
+from .control import (
+    Cancel,
+    Control,
+    LoadPortfolio,
+    MarkCapacity,
+    PutTeam,
+    Refused,
+    ReserveCharge,
+    SettleCharge,
+    Submit,
+)
 from .fastpath import FastSubmit
 from .metrics import Metrics
-from ..backends.aws import offering_json
 from .spend import read_rows, spend
 
 log = logging.getLogger("gpufleet.server")

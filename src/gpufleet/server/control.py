@@ -22,6 +22,7 @@ from sqlalchemy import Engine as DbEngine
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from ..backends.aws import jsonable, offering_json
 from ..backends.base import BackendError, BackendSet, BackendUnavailable, Launch, Status
 from ..catalog import Catalog, bundled_catalog
 from ..files import FileError, parse_scenario
@@ -33,7 +34,6 @@ from ..placement.jobs import replica_requests, request_from_job
 from ..placement.request import Allocation, Request
 from ..store import tables as T
 from .metrics import Metrics
-from ..backends.aws import jsonable, offering_json
 from .spend import HOUR, read_rows, spend
 
 log = logging.getLogger("gpufleet.control")
