@@ -97,3 +97,16 @@ def an_engine(portfolio, at: str = "2026-06-01", profile: str = "cost"):
     from gpufleet.placement.state import to_seconds
 
     return Engine(portfolio, to_seconds(date.fromisoformat(at)), profile)
+
+
+K8S_DOMAIN = "ds.coreweave.com/nvlink.domain"  # CoreWeave's NVLink domain node label
+
+
+def a_k8s_launch(**kw: Any):
+    """A launch on a CoreWeave-like Kubernetes cluster: one GPU of job 42 unless told otherwise."""
+    from gpufleet.backends.base import Launch
+    base = {"job_id": 42, "attempt": 1, "request_id": "train", "name": "train", "team": "research",
+            "command": "echo hi", "env": {}, "cluster": "cw-us-east", "provider": "coreweave",
+            "gpu_type": "H100", "parts": ((0, 1),), "group": 1, "domain_size": 8, "checkpoint_dir": "/ckpt/42"}
+    base.update(kw)
+    return Launch(**base)

@@ -13,6 +13,8 @@ import pytest
 pytest.importorskip("kubernetes")
 
 import urllib3
+from builders import K8S_DOMAIN as DOMAIN
+from builders import a_k8s_launch as launch
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -21,15 +23,6 @@ from gpufleet.backends.k8s import KubernetesBackend
 from gpufleet.backends.k8s_render import render_gang
 
 NS = "train"
-DOMAIN = "ds.coreweave.com/nvlink.domain"
-
-
-def launch(**kw) -> Launch:
-    base = {"job_id": 42, "attempt": 1, "request_id": "train", "name": "train", "team": "research",
-            "command": "echo hi", "env": {}, "cluster": "cw-us-east", "provider": "coreweave",
-            "gpu_type": "H100", "parts": ((0, 1),), "group": 1, "domain_size": 8, "checkpoint_dir": "/ckpt/42"}
-    base.update(kw)
-    return Launch(**base)
 
 
 def gang() -> Launch:   # 16 GPUs in groups of 8 -> 2 pods -> a JobSet

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from builders import K8S_DOMAIN as DOMAIN
+from builders import a_k8s_launch as launch
 
 from gpufleet.backends.base import BackendError, Launch
 from gpufleet.backends.k8s_render import (
@@ -34,15 +36,6 @@ FIXTURES = Path(__file__).parent / "fixtures" / "k8s"
 UPDATE = os.environ.get("GPUFLEET_UPDATE_GOLDEN") == "1"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-DOMAIN = "ds.coreweave.com/nvlink.domain"
-
-
-def launch(**kw) -> Launch:
-    base = {"job_id": 42, "attempt": 1, "request_id": "train", "name": "train", "team": "research",
-            "command": "echo hi", "env": {}, "cluster": "cw-us-east", "provider": "coreweave",
-            "gpu_type": "H100", "parts": ((0, 1),), "group": 1, "domain_size": 8, "checkpoint_dir": "/ckpt/42"}
-    base.update(kw)
-    return Launch(**base)
 
 
 CASES = {
