@@ -21,6 +21,7 @@ from live_helpers import wait_for
 
 from gpufleet.backends.base import BackendError, Launch, Loss
 from gpufleet.backends.ray import RayBackend, plan_bundles
+from gpufleet.devtools.ray_dev import LocalRay
 
 GPUS = 16
 HEAD = {"gpufleet_gpu": GPUS, "gpufleet_cluster_ray-a": 1}
@@ -32,32 +33,16 @@ def cluster():
     """Ray on this machine: a head node with 16 custom-resource GPUs labelled as cluster ray-a; quick health
     checks so a removed node is declared dead in about a second. Ranks keep their scratch directories
     under the cluster's own temporary directory (TMPDIR of the nodes), removed with it."""
-    from ray._private.utils import get_ray_address_file
-    from ray.cluster_utils import Cluster
-    temp = tempfile.mkdtemp(prefix="gf-ray-")  # short: Ray's socket paths must fit in 107 bytes
-    NODE_ENV["TMPDIR"] = temp
-    # Cluster records its address in Ray's default directory whatever temp_dir says, and needs it to exist.
-    address_file = Path(get_ray_address_file(None))
-    made_dir = not address_file.parent.exists()
-    address_file.parent.mkdir(parents=True, exist_ok=True)
-    c = None
+    temp = tempfile.mkdtemp(prefix="gf-ray-")
+    local = LocalRay(temp, head_resources=HEAD)
+    NODE_ENV.update(local.env)
     try:
-        c = Cluster(initialize_head=True, connect=False, head_node_args={
-            "num_cpus": 2, "resources": HEAD, "include_dashboard": False, "temp_dir": temp, "env_vars": NODE_ENV,
-            "_system_config": {"health_check_period_ms": 300, "health_check_failure_threshold": 3,
-                               "health_check_initial_delay_ms": 0}})
-        yield c
+        yield local.start().cluster
     finally:
         if ray.is_initialized():
             ray.shutdown()
-        if c is not None:
-            c.shutdown()
-            if address_file.exists() and address_file.read_text().strip() == c.address:
-                address_file.unlink()  # "auto" must not point at a cluster that is gone
+        local.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
-        if made_dir:
-            with contextlib.suppress(OSError):
-                address_file.parent.rmdir()
 
 
 @pytest.fixture(scope="module")

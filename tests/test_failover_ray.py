@@ -5,13 +5,9 @@ finishes on B from its last checkpoint, with the lost work reported."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import shutil
-import signal
 import tempfile
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,8 +17,8 @@ ray = pytest.importorskip("ray")
 from live_helpers import ADMIN, wait_for
 from server_proc import ServerProcess
 
-from gpufleet.backends.ray import _descendants
 from gpufleet.cli.demo_live import failover_scenario, train_command
+from gpufleet.devtools.ray_dev import LocalRay, machine_dies
 
 SCENARIO = failover_scenario("ray-a", "local-b")
 
@@ -30,52 +26,21 @@ TRAIN = train_command(40, 0.1)
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
 
 
-def kill_tree(pid: int) -> None:
-    """A machine's death for `pid` and everything below it: frozen first, so none reports the others' end."""
-    procs = [pid, *_descendants(pid)]
-    for sig in (signal.SIGSTOP, signal.SIGKILL):
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p, sig)
-
-
 @pytest.fixture
 def ray_a():
     """Provider A's Ray on this machine: a head node without GPUs (where gpufleet's driver connects) and
     one node per NVLink domain of a-h100, each with 8 custom-resource GPUs and its cluster and domain
-    labels. Quick health checks, so a dead node is declared dead in about a second."""
-    from ray._private.utils import get_ray_address_file
-    from ray.cluster_utils import Cluster
-    temp = tempfile.mkdtemp(prefix="gf-rayfo-")  # short: Ray's socket paths must fit in 107 bytes
-    env = {"TMPDIR": temp}
-    address_file = Path(get_ray_address_file(None))
-    made_dir = not address_file.parent.exists()
-    address_file.parent.mkdir(parents=True, exist_ok=True)
-    c = None
+    labels."""
+    temp = tempfile.mkdtemp(prefix="gf-rayfo-")
+    local = LocalRay(temp)
     try:
-        c = Cluster(initialize_head=True, connect=False, head_node_args={
-            "num_cpus": 2, "include_dashboard": False, "temp_dir": temp, "env_vars": env,
-            "_system_config": {"health_check_period_ms": 300, "health_check_failure_threshold": 3,
-                               "health_check_initial_delay_ms": 0}})
-        domains = [c.add_node(num_cpus=1, env_vars=env, resources={
-            "gpufleet_gpu": 8, "gpufleet_cluster_a-h100": 1, f"gpufleet_domain_{d}": 1}) for d in (0, 1)]
-        c.wait_for_nodes()
-        yield c, domains
+        local.start()
+        domains = [local.domain_node("a-h100", d) for d in (0, 1)]
+        local.cluster.wait_for_nodes()
+        yield local, domains
     finally:
-        if c is not None:
-            c.shutdown()
-            if address_file.exists() and address_file.read_text().strip() == c.address:
-                address_file.unlink()
+        local.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
-        if made_dir:
-            with contextlib.suppress(OSError):
-                address_file.parent.rmdir()
-
-
-def machine_dies(cluster, node) -> None:
-    """The machine behind a Ray node dies: its raylet, workers and the job processes they started."""
-    kill_tree(node.all_processes[ray._private.ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
-    cluster.remove_node(node, allow_graceful=False)  # the cluster's own bookkeeping of what is left
 
 
 def serve_and_train(cluster, tmp_path, namespace: str, **ray_options) -> tuple[ServerProcess, int]:
@@ -124,14 +89,15 @@ def capacity_lost(server: ServerProcess) -> list[dict]:
 
 
 def test_a_gang_moves_to_the_other_provider_when_its_ray_nodes_die(ray_a, tmp_path):
-    cluster, domains = ray_a
-    server, jid = serve_and_train(cluster, tmp_path, "gf-failover")
+    local, domains = ray_a
+    server, jid = serve_and_train(local.cluster, tmp_path, "gf-failover")
     try:
         on_a = httpx.get(f"{server.url}/v1/jobs/{jid}/logs", headers=ADMIN_H).text
         assert "[rank 0] resume at 0 on a-h100" in on_a  # one rank per tensor-parallel group
         assert re.search(r"^\[rank 1\] resume at \d+ on a-h100$", on_a, re.MULTILINE), on_a
         for node in domains:  # provider A's machines go away mid-run
-            machine_dies(cluster, node)
+            machine_dies(node)
+            local.cluster.remove_node(node, allow_graceful=False)  # the cluster's own bookkeeping
         finished_on_b(server, jid)
         lost = capacity_lost(server)
         assert sorted((e["detail"]["target"], e["detail"]["domain"]) for e in lost) == [("a-h100", 0),
@@ -145,15 +111,10 @@ def test_the_server_survives_its_whole_ray_cluster_vanishing_and_the_gang_moves(
     """Ray's driver ends its own process a minute after its cluster's GCS is gone; the Ray backend runs in
     a child process with a deadline on every call, so the server lives on, counts A as unreachable and moves
     the work."""
-    cluster, domains = ray_a
-    server, jid = serve_and_train(cluster, tmp_path, "gf-gone", call_timeout_s=3)
+    local, domains = ray_a
+    server, jid = serve_and_train(local.cluster, tmp_path, "gf-gone", call_timeout_s=3)
     try:
-        # provider A's whole Ray cluster goes: the head (GCS) first, then every machine with its work
-        for infos in cluster.head_node.all_processes.values():
-            for info in infos:
-                kill_tree(info.process.pid)
-        for node in domains:
-            kill_tree(node.all_processes[ray._private.ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
+        local.vanish(domains)  # provider A's whole Ray cluster goes: the head (GCS) first, then every machine
         finished_on_b(server, jid)
         assert server.proc.poll() is None, "the server died with its Ray cluster"
         assert httpx.get(server.url + "/health").status_code == 200

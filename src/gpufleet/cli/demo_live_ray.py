@@ -16,7 +16,6 @@ runs, so this module can be imported without it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import tempfile
@@ -24,6 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ..devtools.ray_dev import LocalRay, kill_tree
 from .demo_live import Demo, DemoFailed, failover_scenario
 
 INSTALL_HINT = "pip install 'gpufleet[ray]'"
@@ -79,16 +79,6 @@ def processes_of(temp: Path) -> list[int]:
     return found
 
 
-def kill_tree(pid: int) -> None:
-    """PID and everything below it die at once: frozen first, so none reports the others' end."""
-    from ..backends.ray import _descendants
-    procs = [pid, *_descendants(pid)]
-    for sig in (signal.SIGSTOP, signal.SIGKILL):
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(p, sig)
-
-
 def kill_processes_of(temp: Path, rounds: int = 5) -> int:
     """Kill every process of the Ray cluster in TEMP (and what runs below them); how many were found."""
     killed: set[int] = set()
@@ -112,43 +102,32 @@ class RayDemo(Demo):
 
     def __init__(self, workdir: Path, say: Any):
         super().__init__(workdir, say)
-        self.cluster: Any = None
+        self.ray: LocalRay | None = None
         self.domains: list[Any] = []
         self.temp: Path | None = None
-        self.address = ""
-        self.address_file: Path | None = None
-        self.made_address_dir = False
+
+    @property
+    def address(self) -> str:
+        return self.ray.address if self.ray is not None else ""
 
     # -- clusters ---------------------------------------------------------------------------------------
     def start_clusters(self) -> None:
-        from ray._private.utils import get_ray_address_file
-        from ray.cluster_utils import Cluster
-
         self.temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir="/tmp")).resolve()
         self.short_dirs.append(self.temp)
         (self.workdir / "ray-a").symlink_to(self.temp)
-        self.address_file = Path(get_ray_address_file(None))
-        self.made_address_dir = not self.address_file.parent.exists()
-        self.address_file.parent.mkdir(parents=True, exist_ok=True)
-        env = {"TMPDIR": str(self.temp)}
+        self.ray = LocalRay(self.temp)
         main = threading.current_thread() is threading.main_thread()
         on_term = signal.getsignal(signal.SIGTERM) if main else None
         self.say("starting provider A's Ray cluster: a head node without GPUs and one node per NVLink domain")
         try:
-            self.cluster = Cluster(initialize_head=True, connect=False, head_node_args={
-                "num_cpus": 2, "include_dashboard": False, "temp_dir": str(self.temp), "env_vars": env,
-                "_system_config": {"health_check_period_ms": 300, "health_check_failure_threshold": 3,
-                                   "health_check_initial_delay_ms": 0}})
-            for d in DOMAINS:
-                self.domains.append(self.cluster.add_node(num_cpus=1, env_vars=env, resources={
-                    "gpufleet_gpu": 8, "gpufleet_cluster_a-h100": 1, f"gpufleet_domain_{d}": 1}))
-            self.cluster.wait_for_nodes()
+            self.ray.start()
+            self.domains = [self.ray.domain_node("a-h100", d) for d in DOMAINS]
+            self.ray.cluster.wait_for_nodes()
         except Exception as e:  # Ray raises many kinds; the demo reports it and cleans up
             raise DemoFailed(f"could not start the Ray cluster: {type(e).__name__}: {e}") from e
         finally:
             if main and on_term is not None:  # Ray's node handler would exit without the demo's cleanup
                 signal.signal(signal.SIGTERM, on_term)
-        self.address = self.cluster.address
         nodes = ", ".join(f"{n.node_id[:8]} (domain {d})" for d, n in zip(DOMAINS, self.domains))
         self.say(f"Ray cluster [bold]prov-a[/] up: head (GCS) at {self.address}, no GPUs; nodes {nodes}, "
                  "each gpufleet_gpu: 8, gpufleet_cluster_a-h100: 1, gpufleet_domain_<d>: 1")
@@ -160,20 +139,15 @@ class RayDemo(Demo):
                 "local-b: {kind: local}\n")
 
     def stop_provider_a(self) -> None:
-        from ray._private import ray_constants
         self.say("[bold red]provider A's whole Ray cluster vanishes[/]: the head (GCS and the rest) first, then "
                  "both nodes with their workers and the gang's processes")
         try:
-            for infos in self.cluster.head_node.all_processes.values():
-                for info in infos:
-                    kill_tree(info.process.pid)
-            for node in self.domains:
-                kill_tree(node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
+            self.ray.vanish(self.domains)
         except (KeyError, IndexError, AttributeError, OSError) as e:
             raise DemoFailed(f"could not stop provider A's Ray cluster: {type(e).__name__}: {e}") from e
 
     def locates(self, provider: str) -> bool:
-        return provider == "prov-a" and self.cluster is not None
+        return provider == "prov-a" and self.ray is not None and self.ray.cluster is not None
 
     def where(self, provider: str, jid: int, attempt: int, placement: dict) -> tuple[str, str] | None:
         by_domain = dict(zip(DOMAINS, self.domains))
@@ -193,9 +167,9 @@ class RayDemo(Demo):
 
     def _stop_ray(self) -> str | None:
         problems = []
-        if self.cluster is not None:
+        if self.ray is not None:
             try:
-                self.cluster.shutdown()
+                self.ray.shutdown()
             except Exception as e:  # noqa: BLE001 - what is left is killed below
                 problems.append(f"Cluster.shutdown: {type(e).__name__}: {e}")
         if self.temp is not None:
@@ -203,14 +177,6 @@ class RayDemo(Demo):
             left = processes_of(self.temp)
             if left:
                 problems.append(f"processes still running: {left}")
-        af = self.address_file
-        if af is not None:
-            with contextlib.suppress(OSError):
-                if self.address and af.exists() and af.read_text().strip() == self.address:
-                    af.unlink()
-            if self.made_address_dir:
-                with contextlib.suppress(OSError):
-                    af.parent.rmdir()
         return "; ".join(problems) or None
 
     def leftover_processes(self) -> dict[str, int]:
