@@ -4,7 +4,6 @@ Slurm stopped under a training gang that then finishes on provider B; and `gpufl
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,26 +15,15 @@ import slurm_cluster as sc
 from cli_helpers import gpufleet
 
 from gpufleet.cli import demo_live
-from gpufleet.devtools import slurm_dev
+from gpufleet.devtools import procs, slurm_dev
 
 INSTALL = "apt-get install slurmctld slurmd slurm-client"
 
 
 def processes_mentioning(*paths: Path) -> list[str]:
     """Command lines of live processes that name one of these paths (server, slurm daemons, ...)."""
-    needles = [str(p) for p in paths]
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if any(n in cmd for n in needles) and slurm_dev.proc_start(int(pid)) is not None:
-            found.append(f"{pid}: {cmd}")
-    return found
+    pids = sorted({p for path in paths for p in procs.mentioning(str(path))})
+    return [f"{p}: {' '.join(procs.argv(p))}" for p in pids]
 
 
 def test_the_live_demo_moves_the_gang_to_provider_b_and_loses_nothing_else(tmp_path):

@@ -17,6 +17,7 @@ from cli_helpers import gpufleet
 from test_demo_live import processes_mentioning
 
 from gpufleet.cli import demo_live, demo_live_ray
+from gpufleet.devtools.procs import alive
 
 INSTALL = "pip install 'gpufleet[ray]'"
 
@@ -96,15 +97,6 @@ def test_an_unknown_engine_is_refused(tmp_path):
     r = gpufleet("demo", "--live", "--engine", "k8s", "--workdir", str(tmp_path / "w"))
     assert r.code == 2 and "slurm, ray" in r.err
     assert not (tmp_path / "w").exists()
-
-
-def alive(pid: int) -> bool:
-    """PID is a live process (not gone, not a zombie)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def wait_until(what: str, cond, p: subprocess.Popen) -> None:

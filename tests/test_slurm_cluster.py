@@ -13,23 +13,15 @@ import pytest
 import slurm_cluster as sc
 from slurm_cluster import CONTROLLER_DOWN, ROOT, missing_slurm, parse_kv
 
+from gpufleet.devtools import procs
+
 # the fixtures (pytest finds them as attributes of this module)
 slurm_clusters = sc.slurm_clusters
 slurm_cluster = sc.slurm_cluster
 
 
 def _procs_with(marker: str) -> list[int]:
-    out = []
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                with open(f"/proc/{p}/cmdline", "rb") as f:
-                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if marker in cmd:
-                out.append(int(p))
-    return out
+    return procs.mentioning(marker)
 
 
 def _wait_procs(marker: str, present: bool, timeout: float = 10) -> bool:

@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from ..devtools import slurm_dev
+from ..devtools import procs, slurm_dev
 from .common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, emit_json, err, escape, out
 
 EXIT_NO_SLURM = 3
@@ -810,23 +810,18 @@ def _stop_previous(wd: Path, say: Callable[[str], None]) -> None:
 def _demo_servers(wd: Path) -> list[int]:
     """Live `gpufleet serve` processes that a run of the demo in WD started (their database and data dir
     are WD's)."""
-    want = ("serve", "--db", f"sqlite:///{wd / 'gpufleet.db'}", "--data-dir", str(wd))
+    db = f"sqlite:///{wd / 'gpufleet.db'}"
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().decode(errors="replace").split("\0")
-            with open(f"/proc/{entry}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue
-        except (OSError, IndexError):
-            continue
-        if "gpufleet" in argv and all(a in argv for a in want) and \
-                argv[argv.index("--data-dir") + 1] == str(wd) and argv[argv.index("--db") + 1] == want[2]:
-            found.append(int(entry))
+    for pid in procs.mentioning(str(wd)):
+        args = procs.argv(pid)
+        if "gpufleet" in args and "serve" in args and _after(args, "--db") == db and \
+                _after(args, "--data-dir") == str(wd):
+            found.append(pid)
     return found
+
+
+def _after(args: list[str], flag: str) -> str | None:
+    return args[args.index(flag) + 1] if flag in args[:-1] else None
 
 
 def workdir_problem(wd: Path) -> str | None:

@@ -16,13 +16,13 @@ runs, so this module can be imported without it.
 
 from __future__ import annotations
 
-import os
 import signal
 import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
+from ..devtools import procs
 from ..devtools.ray_dev import LocalRay, kill_tree
 from .demo_live import Demo, DemoFailed, failover_scenario
 
@@ -48,35 +48,10 @@ def own_temp_dir(path: Path) -> bool:
     return path.parent == Path("/tmp").resolve() and path.name.startswith(TEMP_PREFIX) and path.is_dir()
 
 
-def _mentions(pid: int, needle: bytes) -> bool:
-    for what in ("cmdline", "environ"):
-        try:
-            with open(f"/proc/{pid}/{what}", "rb") as f:
-                if needle in f.read():
-                    return True
-        except OSError:
-            pass
-    return False
-
-
 def processes_of(temp: Path) -> list[int]:
-    """Live processes (not zombies) that name TEMP on their command line or in their environment: the
-    Ray cluster's processes, its workers and the jobs they run (TMPDIR)."""
-    needle = str(temp).encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        pid = int(entry)
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue
-        except (OSError, IndexError):
-            continue
-        if _mentions(pid, needle):
-            found.append(pid)
-    return found
+    """Live processes that name TEMP on their command line or in their environment: the Ray cluster's
+    processes, its workers and the jobs they run (TMPDIR)."""
+    return procs.mentioning(str(temp), environ=True)
 
 
 def kill_processes_of(temp: Path, rounds: int = 5) -> int:
