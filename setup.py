@@ -7,9 +7,11 @@ import os
 
 from setuptools import setup
 
-# The hot paths: every placement decision, and the simulator's event loop around it. Pure, annotated modules.
+# The hot paths: every placement decision, the scheduler around it and the simulator's event loop. Pure,
+# annotated modules.
 COMPILED = [f"placement/{m}" for m in ("domains", "request", "state", "costs", "filters", "scorers", "preempt", "engine")]
-COMPILED += [f"simulation/{m}" for m in ("loop", "jobs", "queue", "accounting", "metrics", "workloads", "simulator")]
+COMPILED += [f"scheduling/{m}" for m in ("work", "queue", "scheduler")]
+COMPILED += [f"simulation/{m}" for m in ("loop", "accounting", "metrics", "simulator")]
 
 ext_modules = []
 if os.environ.get("GPUFLEET_PURE", "") not in ("1", "true", "yes"):

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from fleets import big_portfolio, request_stream  # noqa: E402
 
 from gpufleet.placement.state import to_seconds  # noqa: E402
-from gpufleet.simulation.jobs import SimJob  # noqa: E402
+from gpufleet.scheduling.work import Work as SimJob  # noqa: E402
 from gpufleet.simulation.simulator import SimOptions, Simulator  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,7 +9,7 @@ from datetime import date
 from builders import a_portfolio
 from gpufleet.placement.request import Request
 from gpufleet.placement.state import to_seconds
-from gpufleet.simulation.jobs import SimJob
+from gpufleet.scheduling.work import Work as SimJob
 from gpufleet.simulation.simulator import SimOptions, Simulator
 
 T0 = to_seconds(date(2026, 1, 1))

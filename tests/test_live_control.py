@@ -363,6 +363,6 @@ def test_a_loss_the_portfolio_cannot_hold_is_logged_and_the_rest_of_the_poll_app
 
 
 def test_lost_work_reads_in_the_unit_that_shows_it():
-    from gpufleet.server.control import _gpu_hours
+    from gpufleet.server.ledger import gpu_hours_text as _gpu_hours
     assert _gpu_hours(0.0009) == "3 GPU-seconds"           # a one-second checkpoint's worth on 16 GPUs
     assert _gpu_hours(12.345) == "12.35 GPU-hours" and _gpu_hours(0) == "0.00 GPU-hours"

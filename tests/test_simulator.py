@@ -6,7 +6,7 @@ import pytest
 
 from builders import a_cluster, a_contract, a_portfolio
 from gpufleet.simulation.failures import Outage, OutageError, parse_outage
-from gpufleet.simulation.jobs import FINISHED
+from gpufleet.scheduling.work import FINISHED
 from sim_helpers import H, T0, a_job, one_cluster, simulate
 
 

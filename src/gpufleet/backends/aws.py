@@ -171,6 +171,12 @@ class AwsBackend:
         """An offering seen by the last `find_capacity_blocks` calls (its price is checked before buying)."""
         return self._offers.get(offering_id)
 
+    def describe_offering(self, offer: dict[str, Any]) -> dict[str, Any]:
+        return offering_json(offer)
+
+    def describe_reservation(self, bought: dict[str, Any]) -> dict[str, Any]:
+        return jsonable(bought)
+
     def buy_capacity_block(self, offering_id: str, upfront_fee: float | None = None,
                            tags: dict[str, str] | None = None) -> dict[str, Any]:
         """Buy an offering; returns the capacity reservation with `cost_usd` (the upfront fee). `tags` go on

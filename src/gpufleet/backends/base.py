@@ -111,6 +111,24 @@ class Backend(Protocol):
         """Release connections; running work keeps running."""
 
 
+class CapacitySeller(Protocol):
+    """A backend that sells capacity for money (the aws backend's EC2 Capacity Blocks). The control loop
+    records a charge before the purchase and settles it after, through these alone."""
+
+    def offering(self, offering_id: str) -> dict[str, Any] | None:
+        """An offering seen by the last search, or None."""
+
+    def describe_offering(self, offer: dict[str, Any]) -> dict[str, Any]:
+        """The offering as the API shows it and the charge records it (JSON-able)."""
+
+    def describe_reservation(self, bought: dict[str, Any]) -> dict[str, Any]:
+        """What a purchase returned, JSON-able (dates as ISO strings)."""
+
+    def buy_capacity_block(self, offering_id: str, upfront_fee: float | None = None,
+                           tags: dict[str, str] | None = None) -> dict[str, Any]:
+        """Buy the offering; the reservation with `id` and `cost_usd`."""
+
+
 @dataclass
 class BackendSet:
     """The backends of one server, by name; each cluster names its own or takes the default."""

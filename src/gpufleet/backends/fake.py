@@ -9,17 +9,20 @@ from .base import BackendUnavailable, Launch, Loss, Status
 
 
 class FakeBackend:
-    """Each start runs for `run_s` seconds of the given clock (forever if None), then succeeds.
+    """Each start runs for `run_s` seconds of the given clock (forever if None), or for what `run_for(launch)`
+    says when given (None: forever), then succeeds.
 
     Tests steer it: `finish(job_id, code)`, `vanish(job_id)` (the process group died), `lose(cluster)`,
     `kill()` (the whole backend is unreachable).
     """
 
-    def __init__(self, name: str = "fake", clock: Callable[[], float] | None = None, run_s: float | None = None):
+    def __init__(self, name: str = "fake", clock: Callable[[], float] | None = None, run_s: float | None = None,
+                 run_for: Callable[[Launch], float | None] | None = None):
         import time
         self.name = name
         self.clock = clock or time.monotonic
         self.run_s = run_s
+        self.run_for = run_for
         self.running: dict[str, dict[str, Any]] = {}   # handle id -> record
         self.outcome: dict[str, Status] = {}
         self.launches: list[Launch] = []
@@ -41,8 +44,9 @@ class FakeBackend:
         self._n += 1
         hid = f"{self.name}-{self._n}"
         self.running[hid] = {"launch": launch, "at": self.clock()}
-        if self.run_s is not None:
-            heapq.heappush(self._due, (self.clock() + self.run_s, hid))
+        run = self.run_for(launch) if self.run_for is not None else self.run_s
+        if run is not None:
+            heapq.heappush(self._due, (self.clock() + run, hid))
         self.launches.append(launch)
         return {"id": hid, "cluster": launch.cluster}
 
@@ -57,7 +61,7 @@ class FakeBackend:
             if hid not in self.running and hid not in self.outcome:
                 out[pid] = Status("lost", message="unknown to the backend")
         self._pids = set(handles)
-        if self.run_s is not None:
+        if self._due:
             now = self.clock()
             while self._due and self._due[0][0] <= now:
                 _, hid = heapq.heappop(self._due)
@@ -115,6 +119,12 @@ class FakeBackend:
 
     def lose(self, cluster: str, domain: int | None = None, reason: str = "injected") -> None:
         self._losses.append(Loss(cluster, domain, reason))
+
+    def next_due(self) -> float | None:
+        """When the next running work ends by itself (for a harness that steps a manual clock)."""
+        while self._due and (self._due[0][1] not in self.running or self._due[0][1] in self.outcome):
+            heapq.heappop(self._due)
+        return self._due[0][0] if self._due else None
 
     def kill(self) -> None:
         self.dead = True

@@ -12,11 +12,21 @@ from ..catalog import bundled_catalog
 from ..model.scenario import Portfolio
 from ..placement.costs import spent_on_schedule
 from ..placement.engine import Engine
-from ..placement.jobs import place_replicas, replica_requests, request_from_job
 from ..placement.profiles import get_profile
 from ..placement.request import Allocation, Decision
 from ..placement.state import to_seconds
-from .common import EXIT_BAD_INPUT, EXIT_UNPLACEABLE, emit_json, err, escape, job_or_exit, out, scenario_or_exit
+from ..scheduling.scheduler import Scheduler
+from ..scheduling.translate import job_work
+from .common import (
+    EXIT_BAD_INPUT,
+    EXIT_UNPLACEABLE,
+    emit_json,
+    err,
+    escape,
+    job_or_exit,
+    out,
+    scenario_or_exit,
+)
 
 
 def _parse_at(at: str | None, p: Portfolio) -> datetime:
@@ -77,20 +87,22 @@ def place(scenario: Annotated[str, typer.Argument(help="scenario YAML file")],
     engine = Engine(p, to_seconds(when), prof)
     _spent(spent, engine)
     cat = bundled_catalog().with_gpus(list(p.scenario.gpu_types))
+    work = job_work(spec, cat, to_seconds(when))
+    sched = Scheduler(engine)
     if spec.kind == "inference":
-        res = place_replicas(engine, replica_requests(spec, cat), spec.min_providers, explain=True)
+        res = sched.place_set(work, explain=True, partial=True)
         ok = not res.unplaced and len(res.providers) >= min(spec.min_providers, len(p.providers))
         doc = {"placed": ok, "job": spec.name, "kind": spec.kind, "at": when.isoformat(), "profile": prof.name,
-               "replicas": [_alloc_json(a, d, p) | {"replica": d.request.id}
-                            for d, a in zip([d for d in res.decisions if d.placed], res.allocations)],
+               "replicas": [_alloc_json(a, d, p) | {"replica": d.request.id} for d, a in res.placed],
                "providers": sorted(res.providers),
                "unplaced": [{"replica": d.request.id, "reason": d.reason} for d in res.unplaced],
-               "explanation": [v.to_json() for v in (res.unplaced[0] if res.unplaced else res.decisions[0]).verdicts]}
+               "explanation": [v.to_json() for v in (res.unplaced[0] if res.unplaced else res.placed[0][0]).verdicts]}
         _print_replicas(doc, spec.min_providers, as_json, explain)
     else:
-        req = request_from_job(spec, cat)
-        d = engine.decide(req, explain=True)
-        a = engine.commit(d) if d.placed else None
+        req = work.request
+        res = sched.place_set(work, explain=True)
+        d = res.placed[0][0] if res.placed else res.unplaced[0]
+        a = res.placed[0][1] if res.placed else None
         doc = {"placed": d.placed, "job": spec.name, "kind": spec.kind, "at": when.isoformat(), "profile": prof.name,
                "gpus": req.gpus, "tp": req.group, **(_alloc_json(a, d, p) if a else {"cluster": None}),
                "reason": d.reason, "explanation": [v.to_json() for v in d.verdicts]}

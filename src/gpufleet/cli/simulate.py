@@ -17,9 +17,9 @@ from ..model.scenario import Portfolio
 from ..placement.profiles import get_profile
 from ..placement.state import to_seconds
 from ..simulation.failures import OutageError, parse_outage
-from ..simulation.queue import QUEUES
+from ..scheduling.queue import DEFAULT_QUEUE, QUEUES
 from ..simulation.simulator import SimOptions, Simulator
-from ..simulation.workloads import TraceMapping, demand_service, trace_stream
+from ..scheduling.translate import TraceMapping, demand_service, trace_stream
 from .common import bad_input, emit_json, err, escape, out, scenario_or_exit
 
 
@@ -151,7 +151,7 @@ def simulate(
     replica_gpus: Annotated[int, typer.Option(min=1, help="GPUs per replica for a demand trace")] = 8,
     no_workloads: Annotated[bool, typer.Option("--no-workloads", help="leave out the scenario's own workloads")] = False,
     policy: Annotated[Optional[str], typer.Option(help="placement profile (default: the scenario's)")] = None,
-    queue: Annotated[str, typer.Option(help="queue discipline: fifo, priority, sjf, backfill")] = "priority",
+    queue: Annotated[str, typer.Option(help="queue discipline: priority (best effort), fifo, sjf, backfill")] = DEFAULT_QUEUE,
     seed: Annotated[int, typer.Option(help="random seed (same seed, same result)")] = 0,
     until: Annotated[Optional[str], typer.Option(help="stop at this date (default: the scenario's end)")] = None,
     fail: Annotated[list[str], typer.Option(help="scheduled outage TARGET@START/DURATION, e.g. aws@2026-06-01T00:00/48h")] = [],  # noqa: B006

@@ -27,7 +27,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..backends.aws import offering_json
 from ..backends.base import BackendError, BackendSet, BackendUnavailable
 from ..model.base import MAX_GPUS
 from ..model.base import Name as ModelName
@@ -220,7 +219,7 @@ def create_app(settings: Settings) -> FastAPI:
     # -- health and metrics (no token) --------------------------------------------------------------------
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, Any]:
-        p = control.portfolio
+        p = control.snapshot.portfolio
         return {"status": "ok" if control.ready.is_set() else "starting",
                 "portfolio": p.scenario.name if p else None, **control.gauges()}
 
@@ -247,16 +246,13 @@ def create_app(settings: Settings) -> FastAPI:
     # -- portfolio ----------------------------------------------------------------------------------------
     @app.get("/v1/portfolio", tags=["portfolio"])
     def get_portfolio(who: Who) -> dict[str, Any]:
-        eng, p = control.engine, control.portfolio
-        if eng is None or p is None:
+        snap = control.snapshot
+        p = snap.portfolio
+        if p is None:
             raise HTTPException(404, "no portfolio is loaded yet")
         with Session(db) as s:
             version = s.scalar(select(func.max(T.PortfolioVersion.id)))
-        clusters = [{"name": cs.name, "provider": cs.provider, "region": cs.spec.region, "gpu": cs.spec.gpu.name,
-                     "backend": cs.spec.backend or backends.default, "up": cs.up and cs.provider not in
-                     eng.state.providers_down, "gpus": cs.capacity, "free_gpus": cs.domains.free_total,
-                     "domains_down": sorted(cs.domains.down)} for cs in eng.state.clusters]
-        return {"name": p.scenario.name, "version": version, "clusters": clusters}
+        return {"name": p.scenario.name, "version": version, "clusters": [dict(c) for c in snap.clusters]}
 
     @app.put("/v1/portfolio", tags=["portfolio"])
     async def put_portfolio(body: PortfolioIn, who: Who) -> dict[str, Any]:
@@ -270,7 +266,7 @@ def create_app(settings: Settings) -> FastAPI:
             q = select(T.Team).order_by(T.Team.name)
             if not who.admin:
                 q = q.where(T.Team.name == who.team)
-            used = control.engine.state.team_used if control.engine else {}
+            used = control.snapshot.team_used
             return [{"name": t.name, "quota_gpus": t.quota_gpus, "cohort": t.cohort,
                      "borrowing_limit": t.borrowing_limit, "used_gpus": used.get(t.name, 0)} for t in s.scalars(q)]
 
@@ -448,7 +444,7 @@ def create_app(settings: Settings) -> FastAPI:
                   ) -> dict[str, Any]:
         """What the fleet has cost: usage priced under the contracts plus fees, per provider and contract."""
         admin_only(who)
-        portfolio = control.portfolio
+        portfolio = control.snapshot.portfolio
         if portfolio is None:
             raise HTTPException(404, "no portfolio is loaded yet")
         now = clock()
@@ -484,7 +480,7 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(503, str(e)) from e
         except BackendError as e:
             raise HTTPException(502, str(e)) from e
-        return {"backend": name, "offerings": [offering_json(o) for o in offers]}
+        return {"backend": name, "offerings": [b.describe_offering(o) for o in offers]}
 
     @app.post("/v1/backends/{name}/capacity-blocks", tags=["spend"], status_code=201)
     async def buy_capacity_block(name: Name, body: CapacityBlockIn, who: Who) -> dict[str, Any]:

@@ -179,3 +179,39 @@ def read_rows(s: Session, since: float, until: float) -> tuple[list[Usage], list
     fees = [Fee(r.at, r.provider, r.cluster, r.kind, r.usd, r.ref)
             for r in s.scalars(select(C).where(C.at >= since, C.at < until, C.status == "done").order_by(C.at))]
     return usage, fees
+
+
+class BurnDown:
+    """What each spend commitment has drawn so far (usage billed under the contracts plus fees): the
+    burn-down the engine's cost scorer weighs. Incremental: whole UTC hours not yet billed are billed and
+    added up (the bill of a window is the sum of its hours' bills); the unfinished hour is billed each time
+    on top; after a portfolio change (`reset`), from the start again."""
+
+    def __init__(self) -> None:
+        self.read_at = 0.0                  # when it was last read back
+        self._billed_until: float | None = None
+        self._drawn: dict[str, float] = {}
+
+    def reset(self) -> None:
+        self.read_at = 0.0
+        self._billed_until = None
+
+    def refresh(self, s: Session, portfolio: Portfolio, state: FleetState, now: float) -> None:
+        self.read_at = now
+        commitments = [k for k in state.contracts if k.kind == "spend_commitment"]
+        if not commitments:
+            return
+        start = self._billed_until if self._billed_until is not None else min(k.start for k in commitments)
+        end = max(start, float(int(now // HOUR) * HOUR))
+        usage, fees = read_rows(s, start, now)
+        done = spend(portfolio, usage, fees, start, end) if end > start else None
+        current = spend(portfolio, usage, fees, end, now)  # the unfinished hour: not kept
+        if self._billed_until is None:
+            self._drawn = {}
+        if done is not None:
+            for r in done["contracts"]:
+                self._drawn[r["contract"]] = self._drawn.get(r["contract"], 0.0) + r["usd"]
+        self._billed_until = end
+        now_usd = {r["contract"]: r["usd"] for r in current["contracts"]}
+        for k in commitments:
+            k.spent_usd = self._drawn.get(k.name, 0.0) + now_usd.get(k.name, 0.0)

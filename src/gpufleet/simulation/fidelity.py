@@ -17,11 +17,11 @@ from ..catalog import bundled_catalog
 from ..model.checks import build_portfolio
 from ..model.scenario import Portfolio, Scenario
 from ..placement.state import to_seconds
-from .jobs import SimJob
+from ..scheduling.translate import TraceMapping, trace_stream
+from ..scheduling.work import Work as SimJob
 from .simulator import SimOptions, Simulator
 from .traces.base import TraceError, TraceJob
 from .traces.philly import load_philly
-from .workloads import TraceMapping, trace_stream
 
 NODE_GPUS = 8
 PHILLY_GPU = {"name": "philly-gpu", "vendor": "NVIDIA", "hbm_gb": 24, "hbm_tb_s": 0.35, "bf16_dense_tflops": 12,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from array import array
 from collections import Counter
 
-from .jobs import SimJob
+from ..scheduling.work import Work as SimJob
 
 
 def percentile(values: array | list, q: float) -> float:

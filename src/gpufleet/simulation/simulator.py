@@ -1,5 +1,5 @@
-"""The simulator: replays arrivals, failures, ramps and demand on a portfolio, placing every job with the
-placement engine (no second scheduler), and measures waits, use, money and service levels.
+"""The simulator: replays arrivals, failures, ramps and demand on a portfolio, scheduling every job with
+the one scheduler (`gpufleet.scheduling`, the live server's too), and measures waits, use, money and service levels.
 
 Pure: the clock is the event loop's, randomness comes from the `random.Random` passed in, and nothing here
 touches a disk or the network. Same seed, same inputs: identical results.
@@ -18,19 +18,21 @@ from ..model.scenario import Portfolio
 from ..placement.engine import Engine
 from ..placement.profiles import Profile
 from ..placement.state import ClusterState, to_seconds
+from ..scheduling.queue import DEFAULT_QUEUE, QUEUES
+from ..scheduling.scheduler import SchedOptions, Scheduler
+from ..scheduling.translate import Service, Stream, next_run, scenario_streams
+from ..scheduling.work import FINISHED, QUEUED
+from ..scheduling.work import Work as SimJob
 from .accounting import Accounting
 from .failures import Outage, scenario_outages
-from .jobs import FAILED, FINISHED, QUEUED, RUNNING, SimJob
 from .loop import EventLoop
 from .metrics import Metrics
-from .queue import BLOCKING, ORDER, QUEUES, Partition
 from .results import summarize
-from .workloads import Service, Stream, next_run, scenario_streams
 
 
 @dataclass
 class SimOptions:
-    queue: str = "priority"
+    queue: str = DEFAULT_QUEUE
     start_s: float | None = None          # default: the scenario's start
     until_s: float | None = None          # default: the scenario's end
     tick_s: float = 3600.0                # accounting and time-series resolution
@@ -46,6 +48,8 @@ class SimOptions:
 
 
 class Simulator:
+    """The scheduler (gpufleet.scheduling) driven on the event loop's time; this class keeps the books."""
+
     def __init__(self, portfolio: Portfolio, profile: str | Profile | None, options: SimOptions,
                  rng: random.Random, catalog: Catalog | None = None):
         self.p = portfolio
@@ -57,17 +61,10 @@ class Simulator:
         self.loop = EventLoop(self.t0)
         self.engine = Engine(portfolio, self.t0, profile)
         self.state = self.engine.state
+        self.sched = Scheduler(self.engine, SchedOptions(queue=options.queue), self)
         self.acc = Accounting(self.state, self.t0)
         self.metrics = Metrics(self.state.providers, [k.name for k in self.state.contracts])
-        self.order = ORDER[options.queue]
-        self.blocking = BLOCKING[options.queue]
-        self.backfill = options.queue == "backfill"
-        self.partitions: dict[tuple, Partition] = {}
-        self.running: dict[str, SimJob] = {}
-        self.queued = 0
-        self.freed: set[int] = set()            # clusters that gained free GPUs since the last pass
         self._pass_pending = False
-        self._seq = 0
         self._last_tick = self.t0
         self.services: list[Service] = []
         self._replicas: dict[tuple[str, str], list[SimJob]] = {}   # (service, region) -> live replicas
@@ -77,6 +74,16 @@ class Simulator:
         self._served: dict[str, int] = {}
         self._finite_running = 0                  # running jobs that will finish by themselves
         self.trace_reports: list[dict] = []
+        self.started_log: list[tuple[float, str, tuple[str, ...]]] = []  # (t, work, clusters): parity checks
+        self.keep_log = False
+
+    @property
+    def running(self) -> dict[str, SimJob]:
+        return self.sched.running
+
+    @property
+    def queued(self) -> int:
+        return self.sched.queued
 
     # -- inputs -------------------------------------------------------------------------------------
     def add_stream(self, stream: Stream) -> None:
@@ -95,144 +102,34 @@ class Simulator:
         if job is not None:
             self.loop.at(job.submit_s, self._arrive, (job, stream))
 
-    # -- arrivals and the queue ---------------------------------------------------------------------
+    # -- arrivals and the scheduling cycle -------------------------------------------------------------
     def _arrive(self, arg: tuple[SimJob, Stream | None]) -> None:
         job, stream = arg
         if stream is not None:
             self._pull(stream)
         self.metrics.jobs += 1
         self.metrics.by_kind[job.kind] += 1
-        job.seq = self._seq
-        self._seq += 1
-        part = self._partition(job)
-        if not part.entries:
-            # Nobody is waiting for these clusters: try it now, without a scheduling pass.
-            self.state.now = self.loop.now
-            d = self.engine.decide(job.request)
-            if d.placed:
-                self.queued += 1
-                self._start(job, d)
-                return
-            if d.permanent:
-                self.queued += 1
-                job.fail_reason = f"can never be placed: {d.reason}"
-                self._fail(job)
-                return
-            job.state = QUEUED
-            self.queued += 1
-            part.add(job, self.order)
-            part.dirty = False  # it was just tried; freed capacity will wake the partition
-            return
-        self._enqueue(job)
-
-    def _partition(self, job: SimJob) -> Partition:
-        r = job.request
-        key = r.shape[:3]
-        part = self.partitions.get(key)
-        if part is None:
-            cands = self.engine.candidates(r)
-            part = self.partitions[key] = Partition(key, frozenset(cs.index for cs in cands))
-        return part
-
-    def _enqueue(self, job: SimJob) -> None:
-        job.state = QUEUED
-        self.queued += 1
-        self._partition(job).add(job, self.order)
+        self.sched.submit(job, self.loop.now)
         self._want_pass()
 
     def _want_pass(self) -> None:
-        if self.queued and not self._pass_pending:
+        if self.sched.queued and not self._pass_pending:
             self._pass_pending = True
             self.loop.at(self.loop.now, self._schedule)
 
     def _schedule(self, _=None) -> None:
-        """One scheduling pass over partitions that got new jobs or whose clusters freed capacity."""
         self._pass_pending = False
-        self.state.now = self.loop.now
-        freed = self.freed
-        self.freed = set()
-        for part in list(self.partitions.values()):
-            if part.entries and (part.dirty or not part.clusters.isdisjoint(freed)):
-                part.dirty = False
-                self._pass(part)
+        self.sched.cycle(self.loop.now)
 
-    def _pass(self, part: Partition) -> None:
-        started: list[int] = []
-        failed_shapes: set[tuple] = set()
-        reservation: tuple[float, int] | None = None   # backfill: (shadow time, spare GPUs then)
-        entries = part.entries
-        for i, e in enumerate(entries):
-            job: SimJob = e[-1]
-            shape = job.request.shape
-            if shape in failed_shapes and not self.backfill:
-                continue
-            if reservation is not None and not self._may_backfill(job, reservation):
-                continue
-            d = self.engine.decide(job.request)
-            if d.placed:
-                if reservation is not None and self.loop.now + job.work_s / _best_speed(job) > reservation[0]:
-                    reservation = (reservation[0], reservation[1] - job.gpus)
-                self._start(job, d)
-                started.append(i)
-                continue
-            if d.permanent:
-                job.fail_reason = f"can never be placed: {d.reason}"
-                self._fail(job)
-                started.append(i)
-                continue
-            failed_shapes.add(shape)
-            if self.backfill and reservation is None:
-                reservation = self._shadow(part, job)
-            elif self.blocking and not self.backfill:
-                break
-            if self._full(part):
-                break
-        if started:
-            drop = set(started)
-            part.entries = [e for i, e in enumerate(entries) if i not in drop]
-
-    def _full(self, part: Partition) -> bool:
-        clusters = self.state.clusters
-        return all(clusters[i].free == 0 for i in part.clusters)
-
-    # -- EASY backfill --------------------------------------------------------------------------------
-    def _shadow(self, part: Partition, head: SimJob) -> tuple[float, int]:
-        """When the blocked head could start (GPU count, as EASY does), and how many GPUs are spare then."""
-        free = sum(self.state.clusters[i].free for i in part.clusters)
-        ends = sorted((j.start_s + j.work_s / j.speed, j.gpus) for j in self.running.values()
-                      if self.state.by_name[self.state.allocations[j.id].cluster].index in part.clusters
-                      and not math.isinf(j.work_s))
-        t = math.inf
-        for end, gpus in ends:
-            free += gpus
-            if free >= head.gpus:
-                t = end
-                break
-        return t, (free - head.gpus) if t < math.inf else 0
-
-    def _may_backfill(self, job: SimJob, reservation: tuple[float, int]) -> bool:
-        shadow, spare = reservation
-        return self.loop.now + job.work_s / _best_speed(job) <= shadow or job.gpus <= spare
-
-    # -- start, finish, stop --------------------------------------------------------------------------
-    def _start(self, job: SimJob, d) -> None:
-        now = self.loop.now
-        for v in d.victims:
-            victim = self.running.get(v)
-            if victim is not None:
-                self.metrics.preemptions += 1
-                self._stop(victim, requeue=True)
-        cs = self.state.by_name[d.cluster]
+    # -- the scheduler's hooks: use, start, stop, refuse -----------------------------------------------
+    def touch(self, cs: ClusterState, now: float) -> None:
         self.acc.mark(cs, now)
-        self.engine.commit(d)
-        self.queued -= 1
-        job.state = RUNNING
-        job.start_s = now
-        job.speed = job.request.speeds[cs.gpu]
-        if job.first_start_s is None:
-            job.first_start_s = now
+
+    def started(self, job: SimJob, allocs: list, now: float) -> None:
+        if job.restarts == 0:
             self.metrics.started(job)
-        self.running[job.id] = job
+        if self.keep_log:
+            self.started_log.append((now, job.id, tuple(a.cluster for a, _ in allocs)))
         if not math.isinf(job.work_s):
             job.end = self.loop.at(now + job.work_s / job.speed, self._finish, job)
             self._finite_running += 1
@@ -241,49 +138,37 @@ class Simulator:
             key = job.request.spread_key or job.workload
             self._served[key] = self._served.get(key, 0) + 1
 
-    def _finish(self, job: SimJob) -> None:
-        now = self.loop.now
-        cs = self._release(job)
-        job.end = None  # the finish event held the job; let both go
-        job.run_gpu_s += (now - job.start_s) * job.gpus
-        job.work_s = 0.0
-        job.state = FINISHED
-        job.finish_s = now
-        self.metrics.done(job, now)
-        self.freed.add(cs.index)
-        nxt = next_run(job, now)
-        if nxt is not None:
-            self.loop.at(now, self._arrive, (nxt, None))
-        self._want_pass()
-
-    def _release(self, job: SimJob) -> ClusterState:
-        cs = self.state.by_name[self.state.allocations[job.id].cluster]
-        self.acc.mark(cs, self.loop.now)
-        self.engine.release(job.id)
-        del self.running[job.id]
-        if not math.isinf(job.work_s):
+    def stopped(self, job: SimJob, lost_gpu_s: float, why: str, requeued: bool, now: float, cause: str) -> None:
+        if job.end is not None:
+            self.loop.cancel(job.end)
+            job.end = None
             self._finite_running -= 1
         if job.kind == "inference":
             self._inference_mark()
             key = job.request.spread_key or job.workload
             self._served[key] -= 1
-        return cs
+        if cause == "preempted":
+            self.metrics.preemptions += 1
+        if requeued:
+            self._want_pass()
 
-    def _stop(self, job: SimJob, requeue: bool) -> None:
-        """Interrupt a running job (failure, preemption, scale-down): it keeps its last checkpoint."""
-        now = self.loop.now
-        self.loop.cancel(job.end)
-        job.end = None
-        cs = self._release(job)
-        self.freed.add(cs.index)
-        job.interrupt(now)
-        if requeue:
-            self._enqueue(job)
-
-    def _fail(self, job: SimJob) -> None:
-        self.queued -= 1
-        job.state = FAILED
+    def refused(self, job: SimJob, reason: str, now: float) -> None:
         self.metrics.failed_job(job)
+
+    def _finish(self, job: SimJob) -> None:
+        now = self.loop.now
+        job.end = None  # the finish event held the job; let both go
+        self._finite_running -= 1
+        if job.kind == "inference":
+            self._inference_mark()
+            key = job.request.spread_key or job.workload
+            self._served[key] -= 1
+        self.sched.finish(job, now)
+        self.metrics.done(job, now)
+        nxt = next_run(job, now)
+        if nxt is not None:
+            self.loop.at(now, self._arrive, (nxt, None))
+        self._want_pass()
 
     # -- inference demand -----------------------------------------------------------------------------
     def _inference_mark(self) -> None:
@@ -309,11 +194,7 @@ class Simulator:
             while len(live) > want:   # scale down: queued replicas first, then the newest running ones
                 victim = next((r for r in reversed(live) if r.state == QUEUED), live[-1])
                 live.remove(victim)
-                if victim.state == QUEUED:
-                    self._partition(victim).remove(victim)
-                    self.queued -= 1
-                else:
-                    self._stop(victim, requeue=False)
+                self.sched.stop(victim, now, "demand dropped")
                 victim.state = FINISHED
                 victim.finish_s = now
                 self.metrics.finished += 1
@@ -323,16 +204,29 @@ class Simulator:
                 job = svc.replica(region, n, now)
                 live.append(job)
                 self._arrive((job, None))
+        self._want_pass()
 
     # -- failures, ramps, contracts -------------------------------------------------------------------
-    def _interrupt_all(self, ids: list[str], what: str, kind: str) -> None:
+    def _fail(self, scope: str, target: str, domain: int | None, what: str, kind: str) -> None:
+        """Dispatch a failure through the scheduler: its work restarts from the last checkpoint elsewhere."""
         now = self.loop.now
+        for cs in self._scope(scope, target):
+            self.acc.mark(cs, now)
+        hit = self.sched.fail(scope, target, domain, now, f"{what} failed")
         self.metrics.failures[kind] += 1
-        self.metrics.failure_log.append((now, kind, what, len(ids)))
-        for rid in ids:
-            job = self.running.get(rid)
-            if job is not None:
-                self._stop(job, requeue=True)
+        self.metrics.failure_log.append((now, kind, what, sum(len(w.requests) for w in hit)))
+
+    def _repair(self, scope: str, target: str, domain: int | None) -> None:
+        now = self.loop.now
+        for cs in self._scope(scope, target):
+            self.acc.mark(cs, now)
+        self.sched.repair(scope, target, domain)
+        self._want_pass()
+
+    def _scope(self, scope: str, target: str) -> list[ClusterState]:
+        if scope == "provider":
+            return [cs for cs in self.state.clusters if cs.provider == target]
+        return [self.state.by_name[target]]
 
     def _schedule_domain_failure(self, cs: ClusterState) -> None:
         live = cs.domains.live_domains
@@ -347,19 +241,14 @@ class Simulator:
             d = self.rng.randrange(dom.active)
             while d in dom.down:  # live domains are most of them: a few draws suffice
                 d = self.rng.randrange(dom.active)
-            self.acc.mark(cs, self.loop.now)
-            ids = self.engine.fail_domain(cs.name, d)
-            self._interrupt_all(ids, f"{cs.name}#{d}", "domain")
+            self._fail("domain", cs.name, d, f"{cs.name}#{d}", "domain")
             repair = self.rng.expovariate(1.0 / (cs.spec.repair_h * 3600.0))
             self.loop.at(self.loop.now + repair, self._domain_repair, (cs, d))
         self._schedule_domain_failure(cs)
 
     def _domain_repair(self, arg: tuple[ClusterState, int]) -> None:
         cs, d = arg
-        self.acc.mark(cs, self.loop.now)
-        self.engine.repair_domain(cs.name, d)
-        self.freed.add(cs.index)
-        self._want_pass()
+        self._repair("domain", cs.name, d)
 
     def _schedule_cluster_failure(self, cs: ClusterState) -> None:
         if cs.spec.cluster_mtbf_h:
@@ -367,43 +256,22 @@ class Simulator:
                          self._cluster_fail, cs)
 
     def _cluster_fail(self, cs: ClusterState) -> None:
-        self.acc.mark(cs, self.loop.now)
-        self._interrupt_all(self.engine.fail_cluster(cs.name), cs.name, "cluster")
+        self._fail("cluster", cs.name, None, cs.name, "cluster")
         repair = self.rng.expovariate(1.0 / (cs.spec.cluster_repair_h * 3600.0))
         self.loop.at(self.loop.now + repair, self._cluster_repair, cs)
 
     def _cluster_repair(self, cs: ClusterState) -> None:
-        self.acc.mark(cs, self.loop.now)
-        self.engine.repair_cluster(cs.name)
-        self.freed.add(cs.index)
-        self._want_pass()
+        self._repair("cluster", cs.name, None)
         self._schedule_cluster_failure(cs)
 
     def _outage_start(self, o: Outage) -> None:
-        for cs in self.state.clusters:
-            self.acc.mark(cs, self.loop.now)
-        if o.kind == "provider":
-            ids = self.engine.fail_provider(o.target)
-        elif o.kind == "cluster":
-            ids = self.engine.fail_cluster(o.target)
-        else:
-            name, _, d = o.target.partition("#")
-            ids = self.engine.fail_domain(name, int(d))
-        self._interrupt_all(ids, o.target, f"{o.kind} outage")
+        scope, target, domain = _outage_target(o)
+        self._fail(scope, target, domain, o.target, f"{o.kind} outage")
         self.loop.at(self.loop.now + o.duration_s, self._outage_end, o)
 
     def _outage_end(self, o: Outage) -> None:
-        for cs in self.state.clusters:
-            self.acc.mark(cs, self.loop.now)
-        if o.kind == "provider":
-            self.engine.repair_provider(o.target)
-        elif o.kind == "cluster":
-            self.engine.repair_cluster(o.target)
-        else:
-            name, _, d = o.target.partition("#")
-            self.engine.repair_domain(name, int(d))
-        self.freed.update(cs.index for cs in self.state.clusters)
-        self._want_pass()
+        scope, target, domain = _outage_target(o)
+        self._repair(scope, target, domain)
 
     def _ramp(self, _=None) -> None:
         """A ramp step or a contract date: apply capacity levels; work on vanished domains is requeued."""
@@ -411,14 +279,14 @@ class Simulator:
         for cs in self.state.clusters:
             self.acc.mark(cs, now)
         before = [cs.domains.active for cs in self.state.clusters]
-        lost = self.engine.set_time(now)
+        hit = self.sched.set_time(now, "capacity withdrawn (ramp down)")
         for cs, b in zip(self.state.clusters, before):
-            if cs.domains.active > b:
-                self.freed.add(cs.index)
-                if b == 0 and self.opt.random_failures and self.p.scenario.failures.random:
-                    self._schedule_domain_failure(cs)  # its failure process starts with its first domains
-        if lost:
-            self._interrupt_all(lost, "ramp down", "capacity withdrawn")
+            if cs.domains.active > b and b == 0 and self.opt.random_failures and self.p.scenario.failures.random:
+                self._schedule_domain_failure(cs)  # its failure process starts with its first domains
+        if hit:
+            self.metrics.failures["capacity withdrawn"] += 1
+            self.metrics.failure_log.append((now, "capacity withdrawn", "ramp down",
+                                             sum(len(w.requests) for w in hit)))
         self._want_pass()
 
     # -- ticks ---------------------------------------------------------------------------------------
@@ -500,5 +368,8 @@ class Simulator:
                 pass
 
 
-def _best_speed(job: SimJob) -> float:
-    return max(job.request.speeds.values()) if job.request.speeds else 1.0
+def _outage_target(o: Outage) -> tuple[str, str, int | None]:
+    if o.kind == "domain":
+        name, _, d = o.target.partition("#")
+        return "domain", name, int(d)
+    return o.kind, o.target, None

@@ -1,0 +1,42 @@
+"""What HTTP readers see: a snapshot the control loop publishes after each commit.
+
+Readers never touch the live engine (the control thread mutates it); they read the last published
+`Snapshot`, an immutable value swapped in whole, so a reader sees one consistent moment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Mapping
+
+from ..model.scenario import Portfolio
+
+if TYPE_CHECKING:
+    from .control import Control
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    portfolio: Portfolio | None = None
+    clusters: tuple[Mapping[str, Any], ...] = ()
+    team_used: Mapping[str, int] = field(default_factory=dict)
+    gauges: dict[str, float] = field(default_factory=lambda: {"queued": 0, "active_placements": 0, "gpus_free": 0})
+
+
+def publish(c: Control) -> Snapshot:
+    eng = c.engine
+    if eng is None:
+        return Snapshot(portfolio=c.portfolio, gauges={"queued": len(c.works), "active_placements": 0,
+                                                       "gpus_free": 0})
+    st = eng.state
+    clusters = tuple(MappingProxyType({
+        "name": cs.name, "provider": cs.provider, "region": cs.spec.region, "gpu": cs.spec.gpu.name,
+        "backend": c.dispatch.backend_of(cs.spec.backend), "up": cs.up and cs.provider not in st.providers_down,
+        "gpus": cs.capacity, "free_gpus": cs.domains.free_total, "domains_down": sorted(cs.domains.down)})
+        for cs in st.clusters)
+    queued = c.sched.queued if c.sched is not None else 0
+    gauges = {"queued": queued, "active_placements": len(c.dispatch.active),
+              "gpus_free": sum(x["free_gpus"] for x in clusters)}
+    return Snapshot(portfolio=c.portfolio, clusters=clusters, team_used=MappingProxyType(dict(st.team_used)),
+                    gauges=gauges)
