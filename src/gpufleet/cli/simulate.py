@@ -59,7 +59,7 @@ def build_simulator(p: Portfolio, *, profile: str | None, queue: str, seed: int,
 
 def add_trace(sim: Simulator, p: Portfolio, file: str, fmt: str, *, gpus: str | None, providers: str | None,
               regions: str | None, queue_as_region: bool, time_scale: float, start: str | None,
-              replica_gpus: int) -> None:
+              replica_gpus: int, team: str | None = None) -> None:
     from ..simulation.traces.base import DemandTrace, TraceError
     from ..simulation.traces.registry import load_trace
 
@@ -76,18 +76,38 @@ def add_trace(sim: Simulator, p: Portfolio, file: str, fmt: str, *, gpus: str | 
         raise bad_input("--time-scale must be positive")
     start_s = _when(start, "--trace-start") or sim.t0
     speeds = {t: 1.0 for t in (types or sorted(known))}
+    queues = {j.queue for j in trace.jobs} if not isinstance(trace, DemandTrace) else set()
+    _check_trace_team(p, team, queues)
     sim.trace_reports.append(trace.report.to_json())
     if isinstance(trace, DemandTrace):
         area = (_csv(regions) or [None])[0]
         if area is None:
             raise bad_input("a demand trace needs --trace-regions naming the region or area its replicas serve")
         sim.add_service(demand_service(trace, f"trace-{Path(file).stem}", area, replica_gpus, speeds,
-                                       start_s, time_scale))
+                                       start_s, time_scale, team=team or "default"))
         return
-    m = TraceMapping(gpu_types=speeds, providers=frozenset(_csv(providers) or []) or None,
+    m = TraceMapping(gpu_types=speeds if types else None, team=team, providers=frozenset(_csv(providers) or []) or None,
                      regions=frozenset(_csv(regions) or []) or None, queue_as_region=queue_as_region,
                      time_scale=time_scale, start_s=start_s)
     sim.add_stream(trace_stream(trace.jobs, p, m))
+
+
+def _check_trace_team(p: Portfolio, team: str | None, queues: set[str | None]) -> None:
+    """Refuse a mapping that leaves the trace's work no quota: every such job would fail."""
+    if not p.teams:
+        return  # no teams, no quotas
+    if team is not None:
+        if team not in p.teams:
+            raise bad_input(f"--trace-team: no team {team!r} in this scenario (it has {', '.join(sorted(p.teams))})")
+        t = p.teams[team]
+        if t.quota_gpus == 0 and t.cohort is None:
+            raise bad_input(f"--trace-team: team {team!r} has a quota of 0 GPUs and no cohort to borrow from: "
+                            "the trace's jobs could never run")
+        return
+    orphans = {q for q in queues if q not in p.teams}
+    if (orphans or not queues) and "default" not in p.teams:
+        raise bad_input("the trace's jobs would run as team 'default', which this scenario does not declare "
+                        f"(its teams: {', '.join(sorted(p.teams))}); pass --trace-team TEAM")
 
 
 def run_with_progress(sim: Simulator, show: bool) -> dict:
@@ -149,6 +169,8 @@ def simulate(
     time_scale: Annotated[float, typer.Option(help="compress the trace's arrivals by this factor")] = 1.0,
     trace_start: Annotated[Optional[str], typer.Option(help="when the trace's first job lands (default: scenario start)")] = None,
     replica_gpus: Annotated[int, typer.Option(min=1, help="GPUs per replica for a demand trace")] = 8,
+    trace_team: Annotated[Optional[str], typer.Option(help="team the trace's work runs as (default: its queue if "
+                                                           "that names a team, else 'default')")] = None,
     no_workloads: Annotated[bool, typer.Option("--no-workloads", help="leave out the scenario's own workloads")] = False,
     policy: Annotated[Optional[str], typer.Option(help="placement profile (default: the scenario's)")] = None,
     queue: Annotated[str, typer.Option(help="queue discipline: priority (best effort), fifo, sjf, backfill")] = DEFAULT_QUEUE,
@@ -166,7 +188,7 @@ def simulate(
     if trace:
         add_trace(sim, p, trace, trace_format, gpus=trace_gpus, providers=trace_providers, regions=trace_regions,
                   queue_as_region=trace_queue_as_region, time_scale=time_scale, start=trace_start,
-                  replica_gpus=replica_gpus)
+                  replica_gpus=replica_gpus, team=trace_team)
     result = run_with_progress(sim, show=json_out != "-")
     write_outputs([result], p, json_out, report)
     if json_out != "-":

@@ -207,6 +207,10 @@ def trace_speeds(job: TraceJob, present: list[str], m: TraceMapping) -> dict[str
     allows (`gpu_type`, `|`-separated, e.g. Alibaba's gpu_spec) that the portfolio has, else any type."""
     if m.gpu_types is not None:
         return m.gpu_types
+    if job.speeds:   # measured per type (Gavel's throughputs): the types the portfolio has
+        kept = {g: s for g, s in job.speeds.items() if g in present}
+        if kept:
+            return kept
     named = [g.strip() for g in (job.gpu_type or "").split("|") if g.strip()]
     kept = {g: 1.0 for g in named if g in present}
     return kept or {g: 1.0 for g in present}
@@ -220,9 +224,11 @@ def trace_stream(jobs: list[TraceJob], p: Portfolio, m: TraceMapping) -> Stream:
     for i, t in enumerate(jobs):
         regions = frozenset([t.queue]) if m.queue_as_region and t.queue else m.regions
         key = t.gpu_type or ""
-        allowed = cache.get(key)
+        allowed = cache.get(key) if not t.speeds else None
         if allowed is None:
-            allowed = cache[key] = trace_speeds(t, present, m)
+            allowed = trace_speeds(t, present, m)
+            if not t.speeds:
+                cache[key] = allowed
         req = Request(id=t.name or f"trace/{i}", gpus=t.gpus, group=trace_group(t, m.domain_gpus), speeds=allowed,
                       team=trace_team(t, p, m), kind=t.kind, priority=t.priority,
                       preemptible=default_preemptible(t.kind), regions=regions, providers=m.providers,

@@ -93,6 +93,7 @@ def summarize(sim: "Simulator", end: float, wall_s: float) -> dict:
         "per_provider": providers,
         "per_contract": contracts,
         "trace_import": sim.trace_reports,
+        "trace_ran_on": {asked: dict(sorted(ran.items())) for asked, ran in sorted(sim.trace_ran.items())},
         "events": sim.loop.processed,
         "wall_s": _r(wall_s, 3),
         "events_per_s": _r(sim.loop.processed / wall_s if wall_s > 0 else 0.0, 0),

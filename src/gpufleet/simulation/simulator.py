@@ -76,6 +76,8 @@ class Simulator:
         self.trace_reports: list[dict] = []
         self.started_log: list[tuple[float, str, tuple[str, ...]]] = []  # (t, work, clusters): parity checks
         self.keep_log = False
+        # trace work: the GPU models it allowed -> the GPU type it first ran on -> jobs
+        self.trace_ran: dict[str, dict[str, int]] = {}
 
     @property
     def running(self) -> dict[str, SimJob]:
@@ -128,6 +130,11 @@ class Simulator:
     def started(self, job: SimJob, allocs: list, now: float) -> None:
         if job.restarts == 0:
             self.metrics.started(job)
+            if job.workload == "trace":
+                asked = "|".join(sorted(job.request.speeds))
+                ran = self.state.by_name[allocs[0][0].cluster].gpu
+                per = self.trace_ran.setdefault(asked, {})
+                per[ran] = per.get(ran, 0) + 1
         if self.keep_log:
             self.started_log.append((now, job.id, tuple(a.cluster for a, _ in allocs)))
         if not math.isinf(job.work_s):

@@ -55,7 +55,7 @@ def load_alibaba(path: str) -> JobTrace:
         else:
             fractional += gpus == 1 and milli < 1000
             running += cell["pod_phase"] == "Running"
-            spec = cell["gpu_spec"].split("|")[0].strip()
+            spec = "|".join(m.strip() for m in cell["gpu_spec"].split("|") if m.strip())
             jobs.append(TraceJob(name=cell["name"], submit_s=created, gpus=gpus, duration_s=deleted - started,
                                  gpu_type=spec or None))
     report.rows_used = len(jobs)
@@ -65,6 +65,7 @@ def load_alibaba(path: str) -> JobTrace:
         f"{running} used pods are marked Running (their phase when the list was taken); "
         "their deletion_time is taken as their end",
         "Failed pods are kept: they held their GPUs until deletion",
-        "gpu_type = the first model of gpu_spec (the others it allows are dropped); empty = any",
+        "gpu_type = every model gpu_spec allows (`|`-separated; the pod runs on any of them the portfolio has); "
+        "empty = any",
     ]
     return JobTrace(shifted_and_sorted(jobs), report)

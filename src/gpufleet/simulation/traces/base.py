@@ -23,6 +23,7 @@ class TraceJob:
     queue: str | None = None       # the trace's virtual cluster / queue / tenant, if any
     priority: int = 0
     kind: str = "batch"            # batch | training | inference
+    speeds: dict[str, float] | None = None  # per GPU type, relative to the type `duration_s` was measured on
 
 
 @dataclass(slots=True)

@@ -1,9 +1,15 @@
-"""Gavel (OSDI'20) `.trace` files: per-VC job lists built from Philly arrivals and GPU counts.
+"""Gavel (OSDI'20) `.trace` files: job lists built from Philly arrivals and GPU counts.
 
-Tab-separated, no header, 7 fields: job_type, command, num_steps_arg, needs_data_dir, total_steps,
-arrival_time (s), scale_factor (GPUs). Run time = total_steps / steps-per-second of the job type at that
-scale, from Gavel's `simulation_throughputs.json`:
-worker type -> "('<job_type>', <scale>)" -> {"null": steps/s}.
+Tab-separated, no header, in one of Gavel's layouts (told apart by the number of fields):
+- 10 (its current `scheduler/traces/`): job_type, command, working_directory, num_steps_arg, needs_data_dir,
+  total_steps, scale_factor (GPUs), priority_weight, SLO, arrival_time (s);
+- 9: the same without working_directory;
+- 7 (the per-VC Philly files): job_type, command, num_steps_arg, needs_data_dir, total_steps, arrival_time,
+  scale_factor.
+Run time = total_steps / steps-per-second of the job type at that scale on the reference worker type, from
+Gavel's `simulation_throughputs.json`: worker type -> "('<job_type>', <scale>)" -> {"null": steps/s}. The
+job's rate on every other worker type, over the reference's, is its speed there (a portfolio with those GPU
+types, e.g. V100, P100, K80, runs it heterogeneity-aware, as Gavel's own simulator does).
 """
 
 from __future__ import annotations
@@ -18,6 +24,13 @@ from .generic_csv import read_lines, read_text, shifted_and_sorted, to_float, to
 
 FIELDS = ("job_type", "command", "num_steps_arg", "needs_data_dir", "total_steps", "arrival_time",
           "scale_factor")
+LAYOUTS: dict[int, tuple[str, ...]] = {
+    7: FIELDS,
+    9: ("job_type", "command", "num_steps_arg", "needs_data_dir", "total_steps", "scale_factor",
+        "priority_weight", "SLO", "arrival_time"),
+    10: ("job_type", "command", "working_directory", "num_steps_arg", "needs_data_dir", "total_steps",
+         "scale_factor", "priority_weight", "SLO", "arrival_time"),
+}
 THROUGHPUTS = "simulation_throughputs.json"
 
 
@@ -33,6 +46,11 @@ def find_throughputs(trace: str) -> str:
 
 def read_throughputs(path: str, worker_type: str) -> dict[str, float]:
     """'(job_type, scale)' -> isolated steps per second on one worker type."""
+    return read_all_throughputs(path, worker_type)[worker_type]
+
+
+def read_all_throughputs(path: str, worker_type: str) -> dict[str, dict[str, float]]:
+    """worker type -> '(job_type, scale)' -> isolated steps per second; `worker_type` must be there."""
     try:
         table = json.loads(read_text(path))
     except json.JSONDecodeError as e:
@@ -40,8 +58,12 @@ def read_throughputs(path: str, worker_type: str) -> dict[str, float]:
     if not isinstance(table, dict) or not isinstance(table.get(worker_type), dict):
         known = ", ".join(sorted(table)) if isinstance(table, dict) else "none"
         raise TraceError(f"{path}: expected worker type {worker_type!r} at the top level, found {known}")
+    return {w: _rates(path, w, entries) for w, entries in table.items() if isinstance(entries, dict)}
+
+
+def _rates(path: str, worker_type: str, entries: dict) -> dict[str, float]:
     out: dict[str, float] = {}
-    for key, entry in table[worker_type].items():
+    for key, entry in entries.items():
         rate = entry.get("null") if isinstance(entry, dict) else None
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate):
             raise TraceError(f"{path}: {worker_type} -> {key}: expected a number under \"null\", "
@@ -54,22 +76,31 @@ def load_gavel(path: str, throughputs: str | None = None, worker_type: str = "v1
     """One job per row with GPUs; run time on `worker_type` from Gavel's measured throughputs."""
     report = ImportReport(file=path, format="gavel")
     tput_path = throughputs or find_throughputs(path)
-    rates = read_throughputs(tput_path, worker_type)
+    table = read_all_throughputs(tput_path, worker_type)
+    rates = table[worker_type]
+    layout: tuple[str, ...] | None = None
     stem = Path(path).stem
     jobs: list[TraceJob] = []
     unmeasured: Counter[str] = Counter()
     for index, (line, text) in enumerate(read_lines(path)):
-        fields = text.split("\t")
-        if len(fields) != len(FIELDS):
-            raise TraceError(f"{path}:{line}: expected {len(FIELDS)} tab-separated fields "
-                             f"({', '.join(FIELDS)}), found {len(fields)}")
+        raw = text.split("\t")
+        if layout is None:
+            layout = LAYOUTS.get(len(raw))
+            if layout is None:
+                raise TraceError(f"{path}:{line}: expected 10, 9 or 7 tab-separated fields (Gavel's layouts: "
+                                 f"{', '.join(LAYOUTS[10])}), found {len(raw)}")
+        if len(raw) != len(layout):
+            raise TraceError(f"{path}:{line}: expected {len(layout)} tab-separated fields like the first row "
+                             f"({', '.join(layout)}), found {len(raw)}")
+        fields = dict(zip(layout, raw))
         report.rows_read += 1
-        job_type = fields[0]
-        to_int(fields[3], path, line, "needs_data_dir")
-        steps = to_int(fields[4], path, line, "total_steps")
-        arrival = to_float(fields[5], path, line, "arrival_time")
-        gpus = to_int(fields[6], path, line, "scale_factor")
-        rate = rates.get(str((job_type, gpus)))
+        job_type = fields["job_type"]
+        to_int(fields["needs_data_dir"], path, line, "needs_data_dir")
+        steps = to_int(fields["total_steps"], path, line, "total_steps")
+        arrival = to_float(fields["arrival_time"], path, line, "arrival_time")
+        gpus = to_int(fields["scale_factor"], path, line, "scale_factor")
+        key = str((job_type, gpus))
+        rate = rates.get(key)
         if gpus <= 0:
             report.skip("scale_factor 0 (no GPUs; Gavel skips these)")
         elif rate is None:
@@ -80,14 +111,17 @@ def load_gavel(path: str, throughputs: str | None = None, worker_type: str = "v1
         elif steps <= 0:
             report.skip("total_steps <= 0")
         else:
+            speeds = {w.upper(): r[key] / rate for w, r in table.items() if r.get(key, 0.0) > 0}
             jobs.append(TraceJob(name=f"gavel-{stem}-{index}", submit_s=arrival, gpus=gpus,
-                                 duration_s=steps / rate, queue=stem))
+                                 duration_s=steps / rate, queue=stem, speeds=speeds))
     report.rows_used = len(jobs)
     report.notes += [
         f"duration_s = total_steps / isolated steps per second on {worker_type} ({tput_path})",
         "submit_s = arrival_time minus the earliest used arrival",
         f"queue = the trace file's stem ({stem}), the Philly VC the arrivals come from",
-        "the command, num_steps_arg and needs_data_dir fields are not used",
+        "speeds: the job's steps per second on each worker type over the reference's (upper-cased: V100, ...)",
+        "the command, working_directory, num_steps_arg, needs_data_dir, priority_weight and SLO fields are "
+        "not used",
     ]
     if unmeasured:
         top = [f"{what} ({n})" for what, n in unmeasured.most_common(5)]
