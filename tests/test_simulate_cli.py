@@ -45,11 +45,12 @@ def test_bad_options_exit_2(examples, args, words):
     assert r.code == 2 and words in r.err
 
 
-def test_jobs_of_a_team_without_quota_fail_with_a_reason(examples, tmp_path):
+def test_trace_jobs_that_would_have_no_quota_are_refused_before_the_run(examples, tmp_path):
     trace = tmp_path / "t.csv"
     trace.write_text("submit_time,gpus,duration_s,queue\n0,1,60,ghost-team\n10,1,60,research\n")
-    r = gpufleet("simulate", str(examples / "small.yaml"), "--no-workloads", "--trace", str(trace),
-                 "--trace-format", "csv", "--until", "2026-01-03", "--json", "-")
-    doc = json.loads(r.out)
-    assert doc["jobs"] == 2 and doc["failed"] == 1 and doc["finished"] == 1
-    assert any("team default has no quota" in k for k in doc["failed_reasons"])
+    args = ["simulate", str(examples / "small.yaml"), "--no-workloads", "--trace", str(trace),
+            "--trace-format", "csv", "--until", "2026-01-03"]
+    r = gpufleet(*args, "--json", "-")
+    assert r.code == 2 and "ghost-team" in r.err and "--trace-team" in r.err and not r.out
+    doc = json.loads(gpufleet(*args, "--trace-team", "research", "--json", "-").out)
+    assert doc["jobs"] == 2 and doc["failed"] == 0 and doc["finished"] == 2

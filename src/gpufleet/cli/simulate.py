@@ -106,8 +106,10 @@ def _check_trace_team(p: Portfolio, team: str | None, queues: set[str | None]) -
         return
     orphans = {q for q in queues if q not in p.teams}
     if (orphans or not queues) and "default" not in p.teams:
-        raise bad_input("the trace's jobs would run as team 'default', which this scenario does not declare "
-                        f"(its teams: {', '.join(sorted(p.teams))}); pass --trace-team TEAM")
+        named = sorted(q for q in orphans if q)
+        which = f"jobs of queue(s) {', '.join(named[:5])} name no team and" if named else "jobs name no team and"
+        raise bad_input(f"the trace's {which} would run as team 'default', which this scenario does not "
+                        f"declare (its teams: {', '.join(sorted(p.teams))}); pass --trace-team TEAM")
 
 
 def run_with_progress(sim: Simulator, show: bool) -> dict:
