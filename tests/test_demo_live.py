@@ -14,7 +14,7 @@ import pytest
 import slurm_cluster as sc
 from cli_helpers import gpufleet
 
-from gpufleet.cli import demo_live
+from gpufleet.cli import demo_live, demo_live_report, demo_live_workdir
 from gpufleet.devtools import procs, slurm_dev
 
 INSTALL = "apt-get install slurmctld slurmd slurm-client"
@@ -99,7 +99,7 @@ def test_the_live_demo_refuses_a_workdir_that_is_not_its_own(tmp_path):
     (repo / "server.log").write_text("mine\n")
     r = gpufleet("demo", "--live", "--workdir", str(repo))
     assert r.code == 2
-    assert str(repo) in r.err and demo_live.MARKER in r.err and "not empty" in r.err
+    assert str(repo) in r.err and demo_live_workdir.MARKER in r.err and "not empty" in r.err
     j = gpufleet("demo", "--live", "--json", "--workdir", str(repo))
     assert j.code == 2 and j.json()["error"] == "workdir_refused" and j.json()["workdir"] == str(repo)
     assert (repo / "checkpoints" / "step").read_text() == "41\n" and (repo / "server.log").read_text() == "mine\n"
@@ -116,7 +116,7 @@ def test_the_live_demo_accepts_a_new_an_empty_or_its_own_workdir(tmp_path):
     assert demo_live.workdir_problem(tmp_path / "empty") is None
     own = tmp_path / "own"
     own.mkdir()
-    (own / demo_live.MARKER).write_text(demo_live.MARKER_TEXT)
+    (own / demo_live_workdir.MARKER).write_text(demo_live_workdir.MARKER_TEXT)
     (own / "server.log").write_text("an earlier run's\n")
     assert demo_live.workdir_problem(own) is None
 
@@ -124,11 +124,11 @@ def test_the_live_demo_accepts_a_new_an_empty_or_its_own_workdir(tmp_path):
 def test_removing_the_demos_outputs_leaves_everything_else(tmp_path):
     wd = tmp_path / "w"
     (wd / "checkpoints" / "1").mkdir(parents=True)
-    (wd / demo_live.MARKER).write_text(demo_live.MARKER_TEXT)
+    (wd / demo_live_workdir.MARKER).write_text(demo_live_workdir.MARKER_TEXT)
     (wd / "server.log").write_text("log\n")
     (wd / "mine.txt").write_text("mine\n")
     (wd / "data").mkdir()
-    demo_live._remove_outputs(wd, marker=True)
+    demo_live_workdir._remove_outputs(wd, marker=True)
     assert sorted(p.name for p in wd.iterdir()) == ["data", "mine.txt"]
 
 
@@ -149,7 +149,8 @@ def test_cleanup_stops_every_cluster_even_when_stopping_one_fails(tmp_path, monk
             raise subprocess.TimeoutExpired(["slurm_dev", *args], timeout)
         return subprocess.CompletedProcess(args, 0, "", "")
 
-    monkeypatch.setattr(demo_live, "_slurm_dev", fake_slurm_dev)
+    from gpufleet.cli import demo_live_workdir
+    monkeypatch.setattr(demo_live_workdir, "_slurm_dev", fake_slurm_dev)
     monkeypatch.setattr(demo_live.Demo, "leftover_processes", lambda self: {"prov-a": 0, "prov-b": 0})
     res: dict = {}
     try:
@@ -164,7 +165,7 @@ def test_cleanup_stops_every_cluster_even_when_stopping_one_fails(tmp_path, monk
     assert len(res["cleanup_errors"]) == 1 and "prov-a" in res["cleanup_errors"][0]
     assert "did not finish" in res["cleanup_errors"][0]
     assert not wd.exists()
-    assert any("cleanup:" in p and "prov-a" in p for p in demo_live._problems({**res, "job": {"attempts": [
+    assert any("cleanup:" in p and "prov-a" in p for p in demo_live_report._problems({**res, "job": {"attempts": [
         {"provider": "prov-a", "outcome": "lost"}]}}))
 
 
@@ -174,7 +175,7 @@ def test_an_interrupted_start_up_leaves_no_slurm_processes_and_only_the_demos_fi
         pytest.skip(why)
     work = tmp_path / "work"  # an earlier run's work dir, with a file of the user's
     work.mkdir()
-    (work / demo_live.MARKER).write_text(demo_live.MARKER_TEXT)
+    (work / demo_live_workdir.MARKER).write_text(demo_live_workdir.MARKER_TEXT)
     (work / "notes.txt").write_text("mine\n")
     p = subprocess.Popen([sys.executable, "-m", "gpufleet", "demo", "--live", "--workdir", str(work)],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)

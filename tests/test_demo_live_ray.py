@@ -16,7 +16,7 @@ import pytest
 from cli_helpers import gpufleet
 from test_demo_live import processes_mentioning
 
-from gpufleet.cli import demo_live, demo_live_ray
+from gpufleet.cli import demo_live_plan, demo_live_ray, demo_live_workdir
 from gpufleet.devtools.procs import alive
 
 INSTALL = "pip install 'gpufleet[ray]'"
@@ -56,9 +56,9 @@ def test_the_ray_demo_moves_the_gang_to_provider_b_when_the_whole_ray_cluster_va
     assert [a["outcome"] for a in job["attempts"]] == ["lost", "succeeded"]
     assert job["lost_gpu_hours"] > 0
     # A was stopped once it had checkpointed STOP_AT_STEP; B resumed from A's last checkpoint, none of it lost
-    assert job["last_step_on_a"] >= demo_live.STOP_AT_STEP
+    assert job["last_step_on_a"] >= demo_live_plan.STOP_AT_STEP
     assert job["resumed_from_step"] >= job["last_step_on_a"]
-    assert job["final_step"] == job["steps"] == demo_live.STEPS
+    assert job["final_step"] == job["steps"] == demo_live_plan.STEPS
     assert len(job["attempts"][0]["nodes"].split(", ")) == 2  # the gang spanned both of A's Ray nodes
     assert [c["target"] for c in doc["capacity_lost"]] == ["a-h100"]
     assert "backend ray-a unreachable" in doc["capacity_lost"][0]["message"]
@@ -110,7 +110,7 @@ def test_a_killed_ray_demo_is_cleaned_up_by_the_next_run_and_an_interrupted_one_
     pytest.importorskip("ray")
     work = tmp_path / "work"  # an earlier run's work dir, with a file of the user's
     work.mkdir()
-    (work / demo_live.MARKER).write_text(demo_live.MARKER_TEXT)
+    (work / demo_live_workdir.MARKER).write_text(demo_live_workdir.MARKER_TEXT)
     (work / "notes.txt").write_text("mine\n")
     cmd = [sys.executable, "-m", "gpufleet", "demo", "--live", "--engine", "ray", "--workdir", str(work)]
     temps: list[Path] = []
@@ -121,12 +121,12 @@ def test_a_killed_ray_demo_is_cleaned_up_by_the_next_run_and_an_interrupted_one_
         first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                  stdin=subprocess.DEVNULL)
         procs.append(first)
-        wait_until("its server started", lambda: demo_live._demo_servers(work), first)
+        wait_until("its server started", lambda: demo_live_workdir._demo_servers(work), first)
         temps.append((work / "ray-a").resolve())
-        servers = demo_live._demo_servers(work)
+        servers = demo_live_workdir._demo_servers(work)
         first.kill()
         first.communicate(timeout=60)
-        assert demo_live._demo_servers(work) == servers  # the server lives on in its own session
+        assert demo_live_workdir._demo_servers(work) == servers  # the server lives on in its own session
         # the next run stops those first, then is interrupted with its own Ray cluster and server up: a
         # Ctrl-C on a terminal, which reaches the demo's whole process group
         second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -155,6 +155,6 @@ def test_a_killed_ray_demo_is_cleaned_up_by_the_next_run_and_an_interrupted_one_
     for t in temps:
         assert demo_live_ray.processes_of(t) == [], output
         assert not t.exists()
-    assert demo_live._demo_servers(work) == []
+    assert demo_live_workdir._demo_servers(work) == []
     assert processes_mentioning(work, *temps) == []
     assert sorted(x.name for x in work.iterdir()) == ["notes.txt"]

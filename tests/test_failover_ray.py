@@ -17,7 +17,7 @@ ray = pytest.importorskip("ray")
 from live_helpers import ADMIN, wait_for
 from server_proc import ServerProcess
 
-from gpufleet.cli.demo_live import failover_scenario, train_command
+from gpufleet.cli.demo_live_plan import failover_scenario, train_command
 from gpufleet.devtools.ray_dev import LocalRay, machine_dies
 
 SCENARIO = failover_scenario("ray-a", "local-b")

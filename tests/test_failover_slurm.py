@@ -9,7 +9,7 @@ import slurm_cluster as sc
 from live_helpers import ADMIN, wait_for
 from server_proc import ServerProcess
 
-from gpufleet.cli.demo_live import failover_scenario, train_command
+from gpufleet.cli.demo_live_plan import failover_scenario, train_command
 
 slurm_clusters = sc.slurm_clusters
 

@@ -17,10 +17,8 @@ demo's, 3 Slurm (with --engine ray: Ray) is not installed.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -38,71 +36,29 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from ..devtools import procs, slurm_dev
+from ..devtools import slurm_dev
 from .common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, emit_json, err, escape, out
-
-EXIT_NO_SLURM = 3
-INSTALL_HINT = "apt-get install slurmctld slurmd slurm-client"
-MAX_CLUSTER_DIR = 60  # Slurm's unix sockets live under DIR/spool/<node>/; their paths are limited to 108 bytes
-
-STEPS = 30            # training steps of the gang; one checkpoint per step
-STEP_S = 0.3          # seconds per step
-STOP_AT_STEP = 6      # provider A's Slurm is stopped once the gang has checkpointed this step
-
-PROVIDERS = (("prov-a", "a-h100", "slurm-a"), ("prov-b", "b-h100", "slurm-b"))
-ENGINES = ("slurm", "ray")
-
-def failover_scenario(backend_a: str, backend_b: str, name: str = "live-failover-demo") -> str:
-    """Two providers with one 16-GPU cluster each (two 8-GPU NVLink domains), A cheaper than B, each run by
-    the named backend: the portfolio of this demo and of the failover tests."""
-    return f"""\
-name: {name}
-start: 2026-01-01
-end: 2036-01-01
-providers:
-  - {{name: prov-a, kind: custom, regions: [local]}}
-  - {{name: prov-b, kind: custom, regions: [local]}}
-clusters:
-  - {{name: a-h100, provider: prov-a, region: local, gpu: H100, domain_size: 8, domains: 2,
-     price_per_gpu_hour: 2.0, backend: {backend_a}}}
-  - {{name: b-h100, provider: prov-b, region: local, gpu: H100, domain_size: 8, domains: 2,
-     price_per_gpu_hour: 3.0, backend: {backend_b}}}
-contracts:
-  - {{name: a-od, kind: on_demand, provider: prov-a, clusters: [a-h100], start: 2026-01-01, end: 2036-01-01}}
-  - {{name: b-od, kind: on_demand, provider: prov-b, clusters: [b-h100], start: 2026-01-01, end: 2036-01-01}}
-teams:
-  - {{name: research, quota_gpus: 32}}
-"""
-
-
-def train_command(steps: int, step_s: float) -> str:
-    """A training loop that resumes from $GPUFLEET_CHECKPOINT_DIR/step and checkpoints every step
-    atomically; every rank trains, rank 0 (GPUFLEET_RANK on Ray, SLURM_PROCID under srun) writes."""
-    return ('d="$GPUFLEET_CHECKPOINT_DIR"; n=$(cat "$d/step" 2>/dev/null || echo 0); '
-            'echo "resume at $n on $GPUFLEET_CLUSTER"; '
-            f'while [ "$n" -lt {steps} ]; do n=$((n+1)); '
-            'if [ "${GPUFLEET_RANK:-${SLURM_PROCID:-0}}" = 0 ]; then '
-            'echo $n > "$d/step.tmp" && mv "$d/step.tmp" "$d/step"; fi; '
-            f'sleep {step_s}; done; echo "done at $n"')
-
-
-SCENARIO = failover_scenario("slurm-a", "slurm-b")
-TRAIN = train_command(STEPS, STEP_S)
-EXTRA = 'echo "eval on $GPUFLEET_CLUSTER"; sleep 3; echo "eval done"'
-
-TRAIN_JOB = {"name": "train-16", "kind": "training", "team": "research", "gpus": "H100:16", "tp": 8,
-             "command": TRAIN, "checkpoint_interval_s": 1}
-EXTRA_JOB = {"name": "eval-b", "kind": "batch", "team": "research", "gpus": "H100:1", "providers": ["prov-b"],
-             "preemptible": False, "command": EXTRA}
-
-TIMEOUT_START_S = 180     # the gang running on A
-TIMEOUT_PROGRESS_S = 120  # the gang checkpointing STOP_AT_STEP
-TIMEOUT_END_S = 300       # the gang finishing after A is gone
-FINAL = ("succeeded", "failed", "cancelled")
-
-
-class DemoFailed(Exception):
-    """A step of the demo could not be carried out (the failover is then reported as not working)."""
+from .demo_live_plan import (
+    ENGINES,
+    EXIT_NO_SLURM,
+    EXTRA_JOB,
+    INSTALL_HINT,
+    MAX_CLUSTER_DIR,
+    PROVIDERS,
+    SCENARIO,
+    STEPS,
+    TRAIN_JOB,
+    DemoFailed,
+)
+from .demo_live_report import _problems, _report, _story
+from .demo_live_workdir import (
+    MARKER,
+    MARKER_TEXT,
+    _down,
+    _remove_outputs,
+    _stop_previous,
+    workdir_problem,
+)
 
 
 def missing_slurm() -> list[str]:
@@ -114,42 +70,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _slurm_dev(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    """Run slurm_dev in a child of its own session, so that a Ctrl-C on the terminal does not reach it: a
-    `down` cut short could leave a cluster's daemons stopped with SIGSTOP. A Ctrl-C (or SIGTERM) in the
-    demo while it runs lets it finish first. Raises TimeoutExpired (the child is then killed)."""
-    cmd = [sys.executable, "-m", "gpufleet.devtools.slurm_dev", *args]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          stdin=subprocess.DEVNULL, start_new_session=True) as p:
-        try:
-            so, se = p.communicate(timeout=timeout)
-        except KeyboardInterrupt:
-            try:
-                p.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.communicate()
-            raise
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.communicate()
-            raise
-    return subprocess.CompletedProcess(cmd, p.returncode, so, se)
-
-
-def _down(d: Path, timeout: float = 180) -> str | None:
-    """Stop the slurm-dev cluster in D; what went wrong, or None."""
-    try:
-        r = _slurm_dev("down", str(d), timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return f"`slurm_dev down {d}` did not finish within {timeout:.0f}s"
-    except OSError as e:
-        return f"`slurm_dev down {d}`: {e}"
-    if r.returncode != 0:
-        return r.stderr.strip() or f"`slurm_dev down {d}` exited {r.returncode}"
-    return None
 
 
 @dataclass
@@ -399,230 +319,6 @@ class Demo:
             return None
 
 
-def _attempts(job: dict) -> list[dict]:
-    return [{"attempt": p["attempt"], "cluster": p["cluster"], "provider": p["provider"], "backend": p["backend"],
-             "outcome": p["outcome"]} for p in job.get("placements", [])]
-
-
-def _story(d: Demo, jid: int, extra: int) -> dict[str, Any]:
-    """Drive the demo once the clusters and the server are up; the result document (without cleanup)."""
-    say = d.say
-    res: dict[str, Any] = {"job": {"id": jid, "name": TRAIN_JOB["name"], "gpus": 16, "tp": 8, "steps": STEPS},
-                           "extra_job": {"id": extra, "name": EXTRA_JOB["name"]}}
-    nodes: dict[int, str] = {}
-    seen_running: set[int] = set()
-    find_nodes: dict[int, tuple[str, dict]] = {}  # attempt -> (provider, placement) to ask where it runs
-    stopped: set[str] = set()
-    extra_started = False
-    last_step: int | None = None
-    state: dict[str, int | None] = {"resumed": None}
-    extra_reported = False
-
-    def watch() -> dict:
-        nonlocal last_step, extra_reported, extra_started
-        for e in d.new_events():
-            if e["kind"] == "capacity_lost":
-                msg = " ".join(e["message"].split())
-                say(f"[bold red]capacity lost[/]: {escape(msg if len(msg) < 200 else msg[:197] + '...')}")
-            elif e["kind"] == "requeued" and e["job_id"] == jid:
-                say(f"[yellow]requeued[/] job {jid}: {escape(e['message'])}")
-                if "last_step_on_a" in res["job"] and "requeued" not in state:
-                    state["requeued"] = 1
-                    say(f"the last checkpoint provider A wrote: step {res['job']['last_step_on_a']}")
-        job = d.job(jid)
-        att = job["attempt"]
-        if job["state"] == "running" and att not in seen_running:
-            seen_running.add(att)
-            pl = job["placements"][-1]
-            domains = sorted({int(part[0]) for part in pl["parts"]})
-            say(f"job {jid} [green]running[/] (attempt {att}) on [bold]{pl['provider']}[/]'s cluster "
-                f"{pl['cluster']} via {pl['backend']}, NVLink domains {', '.join(map(str, domains))}")
-            if d.locates(pl["provider"]):
-                find_nodes[att] = (pl["provider"], pl)
-        for a, (prov, pl) in list(find_nodes.items()):
-            if prov in stopped or job["state"] != "running":
-                del find_nodes[a]
-                continue
-            where = d.where(prov, jid, a, pl)
-            if where:
-                nodes[a] = where[0]
-                del find_nodes[a]
-                say(where[1])
-        step = d.step(jid)
-        if step is not None and step != last_step and job["state"] == "running":
-            if state["resumed"] is None and att > 1:
-                m = re.search(r"resume at (\d+) on (\S+)", d.logs(jid))
-                if m:
-                    state["resumed"] = int(m.group(1))
-                    say(f"job {jid} [green]resumed from checkpoint step {m.group(1)}[/] on {m.group(2)}")
-            say(f"job {jid} checkpoint step {step}/{STEPS}")
-            last_step = step
-        if not extra_reported:
-            ej = d.job(extra)
-            if ej["state"] == "running" and not extra_started:
-                extra_started = True
-                say(f"extra job {extra} ({EXTRA_JOB['name']}) running on {ej['placements'][-1]['cluster']}")
-            if ej["state"] in FINAL:
-                extra_reported = True
-                pl = ej["placements"][-1] if ej["placements"] else {}
-                say(f"extra job {extra} ({EXTRA_JOB['name']}, 1 GPU on prov-b) {ej['state']} on "
-                    f"{pl.get('cluster', '?')}, attempt {ej['attempt']}")
-        return job
-
-    def until(pred: Callable[[dict], bool], timeout: float, what: str) -> dict:
-        end = time.monotonic() + timeout
-        while True:
-            job = watch()
-            if pred(job):
-                return job
-            if job["state"] in FINAL:
-                raise DemoFailed(f"job {jid} ended {job['state']} while waiting for {what}")
-            if time.monotonic() > end:
-                raise DemoFailed(f"timed out after {timeout:.0f}s waiting for {what} (job {jid} {job['state']})")
-            if d.server is not None and d.server.poll() is not None:
-                raise DemoFailed(f"gpufleet serve exited ({d.server.returncode}):\n{d._server_tail()}")
-            time.sleep(0.3)
-
-    job = until(lambda j: j["state"] == "running", TIMEOUT_START_S, "the gang to run")
-    first = job["placements"][-1]
-    if first["provider"] != "prov-a":
-        raise DemoFailed(f"the gang started on {first['provider']}, not on the cheaper prov-a")
-    until(lambda j: (d.step(jid) or 0) >= STOP_AT_STEP, TIMEOUT_PROGRESS_S, f"checkpoint step {STOP_AT_STEP}")
-    t_stop = time.monotonic()
-    res["stopped_at"] = time.time()  # wall clock, comparable with the server's event times
-    stopped.add("prov-a")
-    d.stop_provider_a()
-    last_step = d.step(jid)
-    res["job"]["last_step_on_a"] = last_step  # A's processes are gone: nothing writes it until B runs
-    say(f"provider A's {d.label} is gone; waiting for gpufleet to notice")
-    job = until(lambda j: j["attempt"] >= 2 and j["state"] == "running", TIMEOUT_END_S,
-                "the gang to run again")
-    res["failover_s"] = round(time.monotonic() - t_stop, 1)
-    job = until(lambda j: j["state"] in FINAL, TIMEOUT_END_S, "the gang to finish")
-    say(f"job {jid} [bold green]{job['state']}[/]" if job["state"] == "succeeded" else
-        f"job {jid} [bold red]{job['state']}[/]")
-    log = d.logs(jid)
-    m = re.search(r"resume at (\d+) on (\S+)", log)
-    if m and state["resumed"] is None:
-        state["resumed"] = int(m.group(1))
-        say(f"job {jid} resumed from checkpoint step {m.group(1)} on {m.group(2)}")
-    done = re.search(r"done at (\d+)", log)
-    for _ in range(40):  # the extra job may still be finishing
-        if extra_reported:
-            break
-        watch()
-        time.sleep(0.3)
-    ej = d.job(extra)
-    atts = _attempts(job)
-    for a in atts:
-        a["nodes"] = nodes.get(a["attempt"])
-    res["job"].update({"state": job["state"], "attempts": atts, "lost_gpu_hours": job["lost_gpu_hours"],
-                       "resumed_from_step": state["resumed"], "final_step": int(done.group(1)) if done else None})
-    res["extra_job"].update({"state": ej["state"], "attempt": ej["attempt"], "attempts": _attempts(ej)})
-    queue = d.api("GET", "/v1/jobs").json()
-    by_state: dict[str, int] = {}
-    for j in queue:
-        by_state[j["state"]] = by_state.get(j["state"], 0) + 1
-    others = [j for j in queue if j["id"] != jid]
-    res["server_alive"] = d.server_alive()
-    say("gpufleet serve is still up and answering" if res["server_alive"] else
-        "[bold red]gpufleet serve is gone[/]")
-    res["queue"] = {"jobs": len(queue), "by_state": by_state,
-                    "other_jobs_lost": sum(1 for j in others if j["state"] != "succeeded" or j["attempt"] != 1
-                                           or j["lost_gpu_hours"] > 0)}
-    res["capacity_lost"] = [{"target": e["detail"].get("target"), "message": e["message"]}
-                            for e in d.events if e["kind"] == "capacity_lost"]
-    res["events"] = [{"at": e["at"], "kind": e["kind"], "job_id": e["job_id"], "message": e["message"]}
-                     for e in d.events]
-    return res
-
-
-def _problems(res: dict) -> list[str]:
-    """Why the result does not show a working failover (empty when it does)."""
-    p = []
-    job, ex = res.get("job", {}), res.get("extra_job", {})
-    if res.get("error"):
-        p.append(res["error"])
-    if not job.get("attempts"):
-        return p or ["the gang never ran"]
-    if job.get("state") != "succeeded":
-        p.append(f"the gang ended {job.get('state')}")
-    if [a["provider"] for a in job["attempts"]] != ["prov-a", "prov-b"]:
-        p.append(f"the gang ran on {[a['provider'] for a in job['attempts']]}, not prov-a then prov-b")
-    elif job["attempts"][0]["outcome"] != "lost":
-        p.append(f"the attempt on prov-a ended {job['attempts'][0]['outcome']}, not lost")
-    if not job.get("lost_gpu_hours", 0) > 0:
-        p.append("no lost GPU-hours were reported")
-    if not (job.get("resumed_from_step") or 0) >= 1:
-        p.append("the gang did not resume from a checkpoint")
-    elif job.get("last_step_on_a") is not None and job["resumed_from_step"] < job["last_step_on_a"]:
-        p.append(f"the gang resumed from step {job['resumed_from_step']}, behind A's last checkpoint "
-                 f"{job['last_step_on_a']}")
-    if job.get("final_step") != STEPS:
-        p.append(f"the gang did not reach step {STEPS}")
-    if [c["target"] for c in res.get("capacity_lost", [])] != ["a-h100"]:
-        p.append(f"capacity lost on {[c['target'] for c in res.get('capacity_lost', [])]}, expected a-h100 only")
-    if ex.get("state") != "succeeded" or [a["provider"] for a in ex.get("attempts", [])] != ["prov-b"]:
-        p.append(f"the extra job ended {ex.get('state')} after {ex.get('attempts')}")
-    if res.get("queue", {}).get("other_jobs_lost"):
-        p.append(f"{res['queue']['other_jobs_lost']} other job(s) were affected")
-    if res.get("server_alive") is False:
-        p.append("gpufleet serve did not survive the failover")
-    left = {k: v for k, v in res.get("leftover_processes", {}).items() if v}
-    if left:
-        p.append(f"{_label(res)} processes left running: {left}")
-    p += [f"cleanup: {e}" for e in res.get("cleanup_errors", [])]
-    return p
-
-
-def _label(res: dict) -> str:
-    return {"slurm": "Slurm", "ray": "Ray"}.get(res.get("engine", "slurm"), "Slurm")
-
-
-def _report(res: dict) -> None:
-    job, ex = res["job"], res["extra_job"]
-    label = _label(res)
-    out.print()
-    out.print("[bold]Failover report[/]")
-    for a in job.get("attempts", []):
-        where = res.get("node_labels", {}).get(a["provider"], "Slurm nodes")
-        if where.endswith("nodes"):
-            where = f"{where} {a.get('nodes') or '?'}"
-        out.print(f"  attempt {a['attempt']}: {a['provider']} / {a['cluster']} (backend {a['backend']}), "
-                  f"{where}: {a['outcome'] or 'running'}")
-    if "lost_gpu_hours" in job:
-        out.print(f"  lost work: {job['lost_gpu_hours']:.4f} GPU-hours = {job['lost_gpu_hours'] * 3600:,.0f} "
-                  "GPU-seconds (16 GPUs since the last checkpoint on prov-a)")
-        out.print(f"  last checkpoint on prov-a: step {job.get('last_step_on_a')}; resumed on prov-b from step "
-                  f"{job.get('resumed_from_step')}; finished at step {job.get('final_step')} of {STEPS}")
-    if "failover_s" in res:
-        out.print(f"  from stopping prov-a's {label} to running on prov-b: {res['failover_s']:.1f}s")
-    if "server_alive" in res:
-        out.print(f"  gpufleet serve after the failover: {'up' if res['server_alive'] else '[red]gone[/]'}")
-    if "state" in ex:
-        where = ", ".join(a["provider"] for a in ex.get("attempts", []))
-        out.print(f"  extra job {ex['id']} ({ex['name']}): {ex['state']} on {where or '-'} "
-                  f"in {ex['attempt']} attempt(s)")
-    if "queue" in res:
-        q = res["queue"]
-        out.print(f"  queue: {q['jobs']} jobs, {', '.join(f'{n} {s}' for s, n in q['by_state'].items())}; "
-                  f"other jobs lost or requeued: {q['other_jobs_lost']}")
-    left = res.get("leftover_processes", {})
-    out.print("  cleanup: server stopped, " + ("Slurm clusters stopped" if label == "Slurm" else
-                                                "Ray cluster stopped")
-              + ("" if not any(left.values()) else f" [red](processes left: {left})[/]")
-              + ("" if not res.get("cleanup_errors") else f" [red]({len(res['cleanup_errors'])} error(s))[/]")
-              + (f"; work dir kept at {res['workdir']}" if res.get("kept") else "; work dir removed"))
-    out.print(f"  wall time: {res['wall_s']:.1f}s")
-    if res["ok"]:
-        out.print("[bold green]failover worked[/]: the gang finished on provider B from its last checkpoint, "
-                  "and nothing else was lost")
-    else:
-        out.print("[bold red]failover did not work[/]:")
-        for p in res["problems"]:
-            out.print(f"  - {escape(p)}")
-
-
 def _refuse(doc: dict, msg: str, as_json: bool, json_out: str | None, code: int) -> int:
     """The demo does not start: the document (stdout or file) and the message on stderr."""
     if as_json:
@@ -773,93 +469,6 @@ def _cleanup(d: Demo, res: dict, keep: bool, created: bool) -> None:
             attempt(f"removing the demo's files in {d.workdir}", partial(_remove_outputs, d.workdir, marker=True))
     if errors:
         res["cleanup_errors"] = errors
-
-
-MARKER = ".gpufleet-demo"  # in every work dir of the demo; --workdir refuses a non-empty dir without it
-MARKER_TEXT = ("A work dir of `gpufleet demo --live`. A run here replaces the files a previous run wrote\n"
-               "(prov-a, prov-b, checkpoints, gpufleet.db, server.log, ...) and nothing else.\n")
-
-# what a run writes in its work dir: removed before a run and, without --keep, after it
-OUTPUTS = ("prov-a", "prov-b", "slurm-a", "slurm-b", "ray-a", "local-b", "checkpoints", "gpufleet.db", "gpufleet.db-wal",
-           "gpufleet.db-shm", "gpufleet.db-journal", "scenario.yaml", "backends.yaml", "server.log", "result.json")
-
-
-def _stop_previous(wd: Path, say: Callable[[str], None]) -> None:
-    """Stop what a previous run in WD may have left running (a killed run), whichever its engine: its
-    server, its Slurm clusters, its Ray cluster."""
-    for pid in _demo_servers(wd):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-            say(f"stopped the previous run's gpufleet serve (pid {pid})")
-    for name, _, _ in PROVIDERS:
-        p = wd / name
-        if p.is_symlink() or p.exists():
-            problem = _down(p.resolve())
-            if problem:
-                say(f"[yellow]could not stop the previous run's {name}[/]: {escape(problem)}")
-    ray_dir = wd / "ray-a"
-    if ray_dir.is_symlink():
-        from .demo_live_ray import kill_processes_of, own_temp_dir
-        target = ray_dir.resolve()
-        if own_temp_dir(target):
-            killed = kill_processes_of(target)
-            if killed:
-                say(f"stopped {killed} process(es) of the previous run's Ray cluster")
-
-
-def _demo_servers(wd: Path) -> list[int]:
-    """Live `gpufleet serve` processes that a run of the demo in WD started (their database and data dir
-    are WD's)."""
-    db = f"sqlite:///{wd / 'gpufleet.db'}"
-    found = []
-    for pid in procs.mentioning(str(wd)):
-        args = procs.argv(pid)
-        if "gpufleet" in args and "serve" in args and _after(args, "--db") == db and \
-                _after(args, "--data-dir") == str(wd):
-            found.append(pid)
-    return found
-
-
-def _after(args: list[str], flag: str) -> str | None:
-    return args[args.index(flag) + 1] if flag in args[:-1] else None
-
-
-def workdir_problem(wd: Path) -> str | None:
-    """Why the demo must not work in WD (None when it may): WD must be new, empty, or a work dir of the demo
-    (holding MARKER), so that the demo never removes files it did not write."""
-    if not wd.exists():
-        return None if not wd.is_symlink() else f"--workdir {wd} is a broken symbolic link"
-    if not wd.is_dir():
-        return f"--workdir {wd} is not a directory"
-    if (wd / MARKER).is_file():
-        return None
-    try:
-        if not any(wd.iterdir()):
-            return None
-    except OSError as e:
-        return f"--workdir {wd}: {e}"
-    return (f"--workdir {wd} is not empty and is not a work dir of this demo (it has no {MARKER} file); "
-            "the demo would replace its checkpoints/, server.log, ... there: give a new or empty directory, "
-            "or leave out --workdir")
-
-
-def _remove_outputs(wd: Path, marker: bool = False) -> None:
-    """Remove what a run wrote in WD (and the short /tmp cluster directories its links point to); with
-    marker, the marker file too."""
-    tmp = Path("/tmp").resolve()
-    for name in OUTPUTS:
-        p = wd / name
-        if p.is_symlink():
-            target = p.resolve()
-            if target.parent == tmp and target.name.startswith(f"gpufleet-{name}-") and target.is_dir():
-                shutil.rmtree(target, ignore_errors=True)
-            p.unlink()
-        elif p.is_file():
-            p.unlink()
-        elif p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-    if marker:
-        (wd / MARKER).unlink(missing_ok=True)
 
 
 def _main_thread() -> bool:

@@ -24,7 +24,8 @@ from typing import Any
 
 from ..devtools import procs
 from ..devtools.ray_dev import LocalRay, kill_tree
-from .demo_live import Demo, DemoFailed, failover_scenario
+from .demo_live import Demo
+from .demo_live_plan import DemoFailed, failover_scenario
 
 INSTALL_HINT = "pip install 'gpufleet[ray]'"
 RAY_PROVIDERS = (("prov-a", "a-h100", "ray-a"), ("prov-b", "b-h100", "local-b"))
