@@ -15,7 +15,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from ..backends.ray import _descendants
+from ..backends.ray_workers import descendants
 
 FAST_HEALTH_CHECKS = {"health_check_period_ms": 300, "health_check_failure_threshold": 3,
                       "health_check_initial_delay_ms": 0}
@@ -84,7 +84,7 @@ class LocalRay:
 
 def kill_tree(pid: int) -> None:
     """PID and everything below it die at once: frozen first, so none reports the others' end."""
-    procs = [pid, *_descendants(pid)]
+    procs = [pid, *descendants(pid)]
     for sig in (signal.SIGSTOP, signal.SIGKILL):
         for p in procs:
             with contextlib.suppress(ProcessLookupError, PermissionError):

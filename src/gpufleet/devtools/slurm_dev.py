@@ -33,270 +33,42 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-DAEMONS = ("slurmctld", "slurmd", "slurmstepd")
-CLIENTS = ("sinfo", "squeue", "sbatch", "scontrol", "scancel", "srun")
-CONF_HEADER = "# written by gpufleet slurm-dev"  # the first line of every slurm.conf written here
-
-
-def die(msg: str, code: int = 1) -> None:
-    print(f"slurm-dev: {msg}", file=sys.stderr)
-    sys.exit(code)
-
-
-# -- binaries ---------------------------------------------------------------------------------------------
-def find_daemon(name: str) -> str | None:
-    """The real binary of a Slurm daemon. Debian installs them as NAME-wlm behind alternatives links; the
-    daemons must run under the plain name (Slurm checks its program name: under `slurmd-wlm` the GPU GRES
-    is dropped with 'has 8 more configured than expected'), so we link DIR/bin/NAME to the real file."""
-    cands = [os.environ.get(f"SLURM_DEV_{name.upper()}"), f"/usr/sbin/{name}-wlm", shutil.which(name),
-             f"/usr/sbin/{name}"]
-    for c in cands:
-        if c and os.path.isfile(c) and os.access(c, os.X_OK):
-            real = os.path.realpath(c)
-            if "emulator" in real:
-                continue  # slurm-wlm-emulator is a different build mode; never use it
-            return real
-    return None
-
-
-def missing_binaries() -> list[str]:
-    out = [n for n in DAEMONS if not find_daemon(n)]
-    out += [n for n in CLIENTS if not shutil.which(n)]
-    return out
-
-
-# -- processes --------------------------------------------------------------------------------------------
-def proc_start(pid: int) -> str | None:
-    """Start time of a live (non-zombie) process, else None."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-    except OSError:
-        return None
-    rest = data[data.rindex(")") + 2:].split()
-    if rest[0] in ("Z", "X"):
-        return None
-    return rest[19]
-
-
-def proc_ppid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-        return int(data[data.rindex(")") + 2:].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def all_pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
-def alive(rec: dict | None) -> bool:
-    return bool(rec) and rec["start"] is not None and proc_start(rec["pid"]) == rec["start"]
-
-
-def descendants(roots: set[int]) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for p in all_pids():
-        pp = proc_ppid(p)
-        if pp is not None:
-            children.setdefault(pp, []).append(p)
-    out, todo = set(), list(roots)
-    while todo:
-        p = todo.pop()
-        for c in children.get(p, []):
-            if c not in out:
-                out.add(c)
-                todo.append(c)
-    return out
-
-
-def exe_base(pid: int) -> str:
-    try:
-        return os.path.basename(os.readlink(f"/proc/{pid}/exe")).replace(" (deleted)", "")
-    except OSError:
-        return ""
-
-
-def cluster_processes(d: Path) -> set[int]:
-    """Processes of DIR's cluster found from /proc (in case pids.json is stale or lost): the daemons
-    started with `-f DIR/slurm.conf`, and slurmstepds whose environment names DIR/slurm.conf or whose
-    working directory is under DIR (slurmd runs them from its log directory)."""
-    conf = str(d / "slurm.conf")
-    found = set()
-    for p in all_pids():
-        base = exe_base(p)
-        if not base.startswith(DAEMONS):
-            continue
-        try:
-            with open(f"/proc/{p}/cmdline", "rb") as f:
-                cmd = f.read().decode(errors="replace")
-            with open(f"/proc/{p}/environ", "rb") as f:
-                env = f.read().decode(errors="replace")
-            cwd = os.readlink(f"/proc/{p}/cwd")
-        except OSError:
-            continue
-        if conf in cmd.split("\0") or f"SLURM_CONF={conf}" in env.split("\0") or \
-                (base.startswith("slurmstepd") and (cwd == str(d) or cwd.startswith(str(d) + "/"))):
-            found.add(p)
-    return found
-
-
-def kill_wait(pids: set[int], sig: int, timeout: float) -> set[int]:
-    starts = {p: proc_start(p) for p in pids}
-    pids = {p for p in pids if starts[p]}
-    for p in pids:
-        try:
-            os.kill(p, sig)
-        except OSError:
-            pass
-    end = time.monotonic() + timeout
-    while True:
-        pids = {p for p in pids if proc_start(p) == starts[p]}
-        if not pids or time.monotonic() >= end:
-            return pids
-        time.sleep(0.05)
-
-
-# -- ports ------------------------------------------------------------------------------------------------
-def port_free(port: int) -> bool:
-    for host in ("127.0.0.1", "0.0.0.0"):
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Slurm does: TIME_WAIT is no obstacle
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        finally:
-            s.close()
-    return True
-
-
-def pick_ports(n: int, base: int | None) -> list[int]:
-    if base:
-        ports = list(range(base, base + n))
-        busy = [p for p in ports if not port_free(p)]
-        if busy:
-            die(f"ports in use: {busy}")
-        return ports
-    socks = []
-    try:
-        for _ in range(n):  # hold each until all are picked, so they differ
-            sk = socket.socket()
-            sk.bind(("127.0.0.1", 0))
-            socks.append(sk)
-        return [sk.getsockname()[1] for sk in socks]
-    finally:
-        for sk in socks:
-            sk.close()
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+from .slurm_layout import CONF_HEADER, node_names, render_configs
+from .slurm_procs import (
+    DAEMONS,
+    alive,
+    cluster_processes,
+    descendants,
+    die,
+    exe_base,
+    find_daemon,
+    kill_wait,
+    missing_binaries,
+    pick_ports,
+    port_free,
+    port_open,
+    proc_start,
+)
 
 
 # -- configuration ----------------------------------------------------------------------------------------
-def node_names(n: int) -> list[str]:
-    return [f"n{i}" for i in range(1, n + 1)]
-
-
 def write_text(path: Path, text: str) -> None:
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
 
 
 def write_configs(d: Path, s: dict) -> None:
-    nodes, ports = s["nodes"], s["node_ports"]
-    k = s["nodes_per_switch"]
-    gres = f"gpu:{s['gpu_type']}:{s['gpus_per_node']}" if s["gpu_type"] else f"gpu:{s['gpus_per_node']}"
-    lines = [
-        f"{CONF_HEADER} for cluster {s['name']}",
-        f"ClusterName={s['name']}",
-        # "localhost" passes slurmctld's is-this-host check whatever the machine's hostname is.
-        "SlurmctldHost=localhost(127.0.0.1)",
-        f"SlurmctldPort={s['controller_port']}",
-        f"SlurmdPort={ports[0]}",
-        # bind every daemon to 127.0.0.1, not 0.0.0.0: auth/none means anyone reaching a port is root
-        "CommunicationParameters=NoInAddrAny,NoCtldInAddrAny",
-        "AuthType=auth/none",
-        "CredType=cred/none",
-        "SlurmUser=root",
-        "SlurmdUser=root",
-        f"StateSaveLocation={d}/state",
-        f"SlurmdSpoolDir={d}/spool/%n",
-        f"SlurmctldPidFile={d}/run/slurmctld.pid",
-        f"SlurmdPidFile={d}/run/slurmd-%n.pid",
-        f"SlurmctldLogFile={d}/log/slurmctld.log",
-        f"SlurmdLogFile={d}/log/slurmd-%n.log",
-        "SlurmctldDebug=info",
-        "SlurmdDebug=info",
-        # no systemd/cgroups needed: track job processes through /proc, no task containment
-        "ProctrackType=proctrack/linuxproc",
-        "TaskPlugin=task/none",
-        "JobAcctGatherType=jobacct_gather/none",
-        "AccountingStorageType=accounting_storage/none",
-        "JobCompType=jobcomp/none",
-        "MpiDefault=none",
-        "SwitchType=switch/none",
-        "SelectType=select/cons_tres",
-        "SelectTypeParameters=CR_Core",
-        "GresTypes=gpu",
-        # nodes declare more CPUs/memory than the machine has: accept the declared values
-        "SlurmdParameters=config_overrides",
-        "TopologyPlugin=topology/tree",
-        "SchedulerType=sched/backfill",
-        "SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,bf_interval=1",
-        "ReturnToService=2",
-        # a job whose node fails ends as NODE_FAIL instead of being requeued (sbatch --requeue opts in)
-        "JobRequeue=0",
-        # finished jobs stay visible to squeue/scontrol for 10 minutes (there is no slurmdbd/sacct)
-        "MinJobAge=600",
-        "KillWait=2",
-        "InactiveLimit=0",
-        f"MessageTimeout={s['message_timeout']}",
-        "SlurmctldTimeout=30",
-        "SlurmdTimeout=30",
-    ]
-    for i, (node, port) in enumerate(zip(nodes, ports)):
-        lines.append(
-            f"NodeName={node} NodeHostname=localhost NodeAddr=127.0.0.1 Port={port} "
-            f"CPUs={s['cpus_per_node']} RealMemory={s['memory_per_node']} Gres={gres} "
-            f"Features=domain{i // s.get('nodes_per_domain', 1)} State=UNKNOWN")
-    lines.append("PartitionName=gpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP")
-    write_text(d / "slurm.conf", "\n".join(lines) + "\n")
-
-    g = s["gpus_per_node"]
-    typ = f" Type={s['gpu_type']}" if s["gpu_type"] else ""
-    files = f"{d}/dev/gpu[0-{g - 1}]" if g > 1 else f"{d}/dev/gpu0"
-    write_text(
-        d / "gres.conf",
-        f"# fake GPUs: {d}/dev/gpuK are links to /dev/null\n"
-        f"NodeName={nodes[0]}" + (f",{','.join(nodes[1:])}" if len(nodes) > 1 else "")
-        + f" Name=gpu{typ} File={files}\n")
-    write_text(d / "cgroup.conf", "# unused: proctrack/linuxproc and task/none need no cgroups\n"
-                                   "CgroupPlugin=autodetect\n")
-    topo = [f"# leaf switch sK holds nodes n({k}K+1)..n({k}K+{k}); switch top joins them"]
-    leaves = []
-    for j in range(0, len(nodes), k):
-        leaves.append(f"s{j // k}")
-        topo.append(f"SwitchName=s{j // k} Nodes={','.join(nodes[j:j + k])}")
-    topo.append(f"SwitchName=top Switches={','.join(leaves)}")
-    write_text(d / "topology.conf", "\n".join(topo) + "\n")
-
-    for sub in ("state", "log", "run", "dev", "bin", *(f"spool/{n}" for n in nodes)):
+    """Write DIR's configuration files, make its directories, fake GPUs and daemon links."""
+    for name, text in render_configs(str(d), s).items():
+        write_text(d / name, text)
+    for sub in ("state", "log", "run", "dev", "bin", *(f"spool/{n}" for n in s["nodes"])):
         (d / sub).mkdir(parents=True, exist_ok=True)
-    for i in range(g):
+    for i in range(s["gpus_per_node"]):
         link = d / "dev" / f"gpu{i}"
         if not link.is_symlink():
             link.symlink_to("/dev/null")
