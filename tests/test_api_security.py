@@ -236,6 +236,40 @@ def test_the_admin_token_manages_portfolio_teams_tokens_and_capacity(live):
     assert r.status_code == 200 and c.get("/v1/capacity", headers=ops).json() == []
 
 
+def _admin_ids(c: TestClient, admin: dict) -> dict[str, int]:
+    return {t["name"]: t["id"] for t in c.get("/v1/tokens", headers=admin).json()
+            if t["admin"] and t["revoked_at"] is None}
+
+
+def test_the_last_admin_token_cannot_be_revoked_and_the_bootstrap_token_comes_back(db_url, tmp_path):
+    app, _ = make_app(db_url, tmp_path)
+    with TestClient(app) as c:
+        admin = bearer(ADMIN)
+        boot = _admin_ids(c, admin)["bootstrap"]
+        r = c.delete(f"/v1/tokens/{boot}", headers=admin)
+        assert r.status_code == 409 and "last live admin token" in r.json()["error"], r.text
+        assert c.get("/v1/whoami", headers=admin).status_code == 200   # nothing changed
+
+        ops = c.post("/v1/tokens", json={"admin": True, "name": "ops"}, headers=admin).json()
+        assert c.delete(f"/v1/tokens/{boot}", headers=admin).status_code == 200  # another admin is live
+        assert c.get("/v1/whoami", headers=admin).status_code == 401
+        r = c.delete(f"/v1/tokens/{ops['id']}", headers=bearer(ops["token"]))
+        assert r.status_code == 409, r.text                            # ops is now the last one
+    # A restart with the same GPUFLEET_ADMIN_TOKEN leaves it revoked while ops is live...
+    app, _ = make_app(db_url, tmp_path)
+    with TestClient(app) as c:
+        assert c.get("/v1/whoami", headers=bearer(ADMIN)).status_code == 401
+        assert _admin_ids(c, bearer(ops["token"])) == {"ops": ops["id"]}
+    # ...and re-issues it when no admin token is live any more (ops revoked behind the server's back).
+    with Session(connect(db_url)) as s, s.begin():
+        s.get(T.Token, ops["id"]).revoked_at = 1.0
+    app, _ = make_app(db_url, tmp_path)
+    with TestClient(app) as c:
+        assert c.get("/v1/whoami", headers=bearer(ADMIN)).json()["admin"] is True
+        kinds = [e["kind"] for e in c.get("/v1/events", headers=bearer(ADMIN)).json()]
+        assert "token_reissued" in kinds
+
+
 # -- team isolation (both databases) ---------------------------------------------------------------------
 def test_a_team_token_sees_and_changes_only_its_own_work(live):
     c, admin = live.client, live.admin

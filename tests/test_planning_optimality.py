@@ -78,7 +78,6 @@ def reference_lp(p, penalty: float = 100.0) -> float:
     months = _months(p.start, p.end)
     P, cl = len(months), list(p.clusters.values())
     C = len(cl)
-    hours = [(b - a).days * H for a, b in months]
     cap = [[sum(c.gpus_at(a + timedelta(i)) for i in range((b - a).days)) * H for a, b in months] for c in cl]
     streams = _streams(p, months)
     provs = sorted({c.provider for c in cl})

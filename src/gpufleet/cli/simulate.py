@@ -16,10 +16,10 @@ from rich.table import Table
 from ..model.scenario import Portfolio
 from ..placement.profiles import get_profile
 from ..placement.state import to_seconds
-from ..simulation.failures import OutageError, parse_outage
 from ..scheduling.queue import DEFAULT_QUEUE, QUEUES
-from ..simulation.simulator import SimOptions, Simulator
 from ..scheduling.translate import TraceMapping, demand_service, trace_stream
+from ..simulation.failures import OutageError, parse_outage
+from ..simulation.simulator import SimOptions, Simulator
 from .common import bad_input, emit_json, err, escape, out, scenario_or_exit
 
 

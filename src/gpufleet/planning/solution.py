@@ -15,10 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .assemble import Lp
-from .model import G, M, Layout
+from .model import G, Layout, M
 from .problem import ALL, Problem
 from .solve import Solution
-
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI):
         await run_in_threadpool(upgrade, settings.db_url)
         if settings.admin_token:
-            await run_in_threadpool(tokens.ensure_admin, settings.admin_token)
+            if await run_in_threadpool(tokens.ensure_admin, settings.admin_token) == "revoked":
+                log.warning("GPUFLEET_ADMIN_TOKEN names a revoked token and other admin tokens are live: "
+                            "it stays revoked")
         text = Path(settings.scenario).read_text() if settings.scenario else None
         await run_in_threadpool(control.start, text, settings.scenario or "<scenario>")
         if settings.tune_gc:

@@ -71,19 +71,45 @@ class Tokens:
             tid = row.id
         return token, tid
 
-    def ensure_admin(self, token: str, name: str = "bootstrap") -> None:
-        """Store the admin token given at start (GPUFLEET_ADMIN_TOKEN) unless it is already known."""
+    def ensure_admin(self, token: str, name: str = "bootstrap") -> str:
+        """Store the admin token given at start (GPUFLEET_ADMIN_TOKEN) unless it is already known.
+
+        A bootstrap token that was revoked is honoured again (re-issued) when no other admin token is live:
+        the recovery path for a server nobody can administer. Returns "stored", "known", "reissued" or
+        "revoked" (it stays revoked while another admin token is live)."""
         d = digest(token)
         with Session(self.db) as s, s.begin():
-            if s.scalars(select(T.Token).where(T.Token.digest == d)).first() is None:
+            row = s.scalars(select(T.Token).where(T.Token.digest == d)).first()
+            if row is None:
                 s.add(T.Token(digest=d, team=None, admin=True, name=name, created_at=self.clock()))
-
-    def revoke(self, token_id: int) -> bool:
-        with Session(self.db) as s, s.begin():
-            row = s.get(T.Token, token_id)
-            if row is None or row.revoked_at is not None:
-                return False
-            row.revoked_at = self.clock()
+                return "stored"
+            if row.revoked_at is None:
+                return "known"
+            if not row.admin or self._live_admins(s):
+                return "revoked"
+            row.revoked_at = None
+            s.add(T.Event(at=self.clock(), actor="server", kind="token_reissued", team=None, job_id=None,
+                          message=f"admin token {row.id} ({row.name}) re-issued at start: no other admin "
+                                  f"token was live"))
         with self._lock:
             self._cache.clear()
-        return True
+        return "reissued"
+
+    @staticmethod
+    def _live_admins(s: Session, but: int | None = None) -> list[int]:
+        q = select(T.Token.id).where(T.Token.admin.is_(True), T.Token.revoked_at.is_(None))
+        if but is not None:
+            q = q.where(T.Token.id != but)
+        return list(s.scalars(q.with_for_update()))  # FOR UPDATE: two revokes cannot both see another admin
+
+    def revoke(self, token_id: int) -> str:
+        """Revoke a live token: "revoked", "missing", or "last_admin" (refused: nobody could administer)."""
+        with self._lock, Session(self.db) as s, s.begin():
+            row = s.get(T.Token, token_id)
+            if row is None or row.revoked_at is not None:
+                return "missing"
+            if row.admin and not self._live_admins(s, but=token_id):
+                return "last_admin"
+            row.revoked_at = self.clock()
+            self._cache.clear()
+        return "revoked"

@@ -46,8 +46,13 @@ def add(app: FastAPI, ctx: Ctx) -> None:
     @app.delete("/v1/tokens/{token_id}", tags=["auth"])
     def revoke_token(token_id: Annotated[int, Field(ge=1, le=2**62)], who: Who) -> dict[str, Any]:
         admin_only(who)
-        if not tokens.revoke(token_id):
+        outcome = tokens.revoke(token_id)
+        if outcome == "missing":
             raise HTTPException(404, f"no live token {token_id}")
+        if outcome == "last_admin":
+            raise HTTPException(409, f"token {token_id} is the last live admin token: revoking it would lock "
+                                     f"every admin out; create another admin token first "
+                                     f"(POST /v1/tokens with admin: true)")
         with Session(db) as s, s.begin():
             s.add(T.Event(at=clock(), actor=who.actor, kind="token_revoked", team=None, job_id=None,
                           message=f"token {token_id} revoked"))
