@@ -74,3 +74,17 @@ def make_app(db_url: str, data_dir: Path, backends: dict[str, Any] | None = None
     settings = Settings(db_url=db_url, data_dir=str(data_dir), scenario=str(scenario) if scenario else None,
                         admin_token=ADMIN, poll_s=poll_s, backends=bset)
     return create_app(settings), bset.backends
+
+
+def checkpoint_of(data_dir: Path, db_url: str, job_id: int) -> Path:
+    """The checkpoint directory of a server's job: keyed by its database's identity."""
+    from gpufleet.server.dispatch import checkpoint_dir
+    from gpufleet.store import connect
+    from gpufleet.store.db import identity
+    eng = connect(db_url)
+    try:
+        instance = identity(eng, create=False)
+    finally:
+        eng.dispose()
+    assert instance, f"{db_url} has no identity yet"
+    return checkpoint_dir(data_dir, instance, job_id)

@@ -14,7 +14,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from live_helpers import ADMIN, wait_for
+from live_helpers import ADMIN, checkpoint_of, wait_for
 from server_proc import ServerProcess
 
 from gpufleet.cli.demo_live_plan import failover_scenario, train_command
@@ -62,7 +62,7 @@ def serve_and_train(cluster, tmp_path, namespace: str, **ray_options) -> tuple[S
     job = wait_for(lambda: (j := job_doc(server, jid))["state"] == "running" and j, timeout=60,
                    what="the gang to run on provider A")
     assert job["placements"][0]["cluster"] == "a-h100"  # the cheaper provider
-    step = tmp_path / "checkpoints" / str(jid) / "step"
+    step = checkpoint_of(tmp_path, server.db_url, jid) / "step"
     wait_for(lambda: step.exists() and int(step.read_text() or 0) >= 5, timeout=60, what="progress on A")
     return server, jid
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 import slurm_cluster as sc
-from live_helpers import ADMIN, wait_for
+from live_helpers import ADMIN, checkpoint_of, wait_for
 from server_proc import ServerProcess
 
 from gpufleet.cli.demo_live_plan import failover_scenario, train_command
@@ -38,7 +38,7 @@ def test_a_gang_moves_to_the_other_provider_when_its_slurm_stops(slurm_clusters,
         job = wait_for(lambda: (j := httpx.get(f"{server.url}/v1/jobs/{jid}", headers=admin).json())["state"]
                        == "running" and j, timeout=60, what="the gang to run on provider A")
         assert job["placements"][0]["cluster"] == "a-h100"  # the cheaper provider
-        step = tmp_path / "checkpoints" / str(jid) / "step"
+        step = checkpoint_of(tmp_path, server.db_url, jid) / "step"
         wait_for(lambda: step.exists() and int(step.read_text() or 0) >= 5, timeout=60, what="progress on A")
         a.stop()  # provider A's Slurm goes away mid-run
         done = wait_for(lambda: (j := httpx.get(f"{server.url}/v1/jobs/{jid}", headers=admin).json())["state"]

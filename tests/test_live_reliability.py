@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from live_helpers import ADMIN, wait_for
+from live_helpers import ADMIN, checkpoint_of, wait_for
 from server_proc import ServerProcess
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -117,7 +117,7 @@ def test_a_backend_that_dies_mid_job_the_job_finishes_elsewhere(tmp_path):
             "checkpoint_interval_s": 1}}).json()["id"]
         job = wait_for(lambda: (j := httpx.get(f"{server.url}/v1/jobs/{jid}", headers=auth).json())["state"]
                        == "running" and j, what="running")
-        ckpt = tmp_path / "checkpoints" / str(jid) / "step"
+        ckpt = checkpoint_of(tmp_path, server.db_url, jid) / "step"
         wait_for(lambda: ckpt.exists() and int(ckpt.read_text() or 0) >= 5, what="some progress")
         pid = job["placements"][0]["id"]
         with Session(connect(server.db_url)) as s:

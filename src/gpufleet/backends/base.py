@@ -36,6 +36,14 @@ class Launch:
     group: int               # tensor-parallel group size (GPUs that share one domain)
     domain_size: int
     checkpoint_dir: str      # survives attempts: a restarted job resumes from what it wrote here
+    instance: str = ""       # the identity of the database the job belongs to (job ids are per database)
+
+    @property
+    def run_name(self) -> str:
+        """A relative path unique to this database, job, attempt and placement: where a backend keeps the
+        run's files (its log), so no run ever writes into, or reads, another's."""
+        hid = f"{self.job_id}.{self.attempt}.{self.request_id}".replace("/", "_")
+        return f"{self.instance}/{hid}" if self.instance else hid
 
     @property
     def gpus(self) -> int:

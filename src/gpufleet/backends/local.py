@@ -88,7 +88,7 @@ class LocalBackend:
         if not launch.command.strip():
             raise BackendError(f"job {launch.job_id} has no command to run")
         hid = f"{launch.job_id}.{launch.attempt}.{launch.request_id}"
-        work = self.root / "runs" / hid.replace("/", "_")
+        work = self.root / "runs" / launch.run_name
         work.mkdir(parents=True, exist_ok=True)
         Path(launch.checkpoint_dir).mkdir(parents=True, exist_ok=True)
         slots = self._take_slots(launch)

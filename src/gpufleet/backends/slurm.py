@@ -448,8 +448,7 @@ class SlurmBackend:
     def start(self, launch: Launch) -> dict[str, Any]:
         if not launch.command.strip():
             raise BackendError(f"job {launch.job_id} has no command to run")
-        hid = f"{launch.job_id}.{launch.attempt}.{launch.request_id}".replace("/", "_")
-        work = (self.root / "runs" / hid).resolve()
+        work = (self.root / "runs" / launch.run_name).resolve()
         work.mkdir(parents=True, exist_ok=True)
         Path(launch.checkpoint_dir).mkdir(parents=True, exist_ok=True)
         output = work / "output.log"

@@ -35,8 +35,10 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..devtools import slurm_dev
+from ..server.dispatch import checkpoint_dir
 from .common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, emit_json, err, escape, out
 from .demo_live_plan import (
     ENGINES,
@@ -126,6 +128,7 @@ class Demo:
         self.http = httpx.Client(timeout=30, headers={"Authorization": f"Bearer {self.token}"})
         self.event_after = 0
         self.events: list[dict] = []
+        self.instance: str | None = None   # the server's database identity, once it is there
 
     # -- clusters ---------------------------------------------------------------------------------------
     def _cluster_dir(self, name: str) -> Cluster:
@@ -314,8 +317,18 @@ class Demo:
 
     def step(self, jid: int) -> int | None:
         try:
-            return int((self.workdir / "checkpoints" / str(jid) / "step").read_text().strip() or 0)
-        except (OSError, ValueError):
+            if self.instance is None:  # the server's database identity keys its checkpoint directories
+                from ..store import connect
+                from ..store.db import identity
+                eng = connect(f"sqlite:///{self.workdir / 'gpufleet.db'}")
+                try:
+                    self.instance = identity(eng, create=False)
+                finally:
+                    eng.dispose()
+            if self.instance is None:
+                return None
+            return int((checkpoint_dir(self.workdir, self.instance, jid) / "step").read_text().strip() or 0)
+        except (OSError, ValueError, SQLAlchemyError):
             return None
 
 

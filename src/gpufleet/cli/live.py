@@ -78,6 +78,7 @@ def serve(
         raise _bad(f"--backend: {e}") from None
     except Exception as e:  # bad URL, missing driver
         _fail(f"cannot open the database: {e}")
+    _hold_database(app)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     safe_db = _redact_url(settings.db_url)
@@ -85,6 +86,20 @@ def serve(
     uvicorn.run(app.state.fast_submit.wrap(app) if fast_path else app, host=host, port=port, access_log=access_log, log_level="info",
                 loop="auto", http="auto", proxy_headers=False,
                 timeout_graceful_shutdown=10)
+
+
+def _hold_database(app: Any) -> None:
+    """Take this server's hold on its database before listening (exit 1 naming the holder if another live
+    server has it); the control loop keeps it until it stops."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ..server.holder import HeldElsewhere, hold
+    try:
+        app.state.control.holder = hold(app.state.db)
+    except HeldElsewhere as e:
+        _fail(str(e))
+    except (SQLAlchemyError, OSError) as e:
+        _fail(f"cannot open the database: {e}")
 
 
 def _redact_url(url: str) -> str:

@@ -32,6 +32,7 @@ from ..scheduling.scheduler import Scheduler
 from ..scheduling.translate import job_work
 from ..scheduling.work import QUEUED, RUNNING, Work
 from ..store import tables as T
+from ..store.db import identity
 from . import charges, recovery
 from .commands import (
     Cancel,
@@ -45,6 +46,7 @@ from .commands import (
     Submit,
 )
 from .dispatch import Active, Dispatch
+from .holder import Hold, hold
 from .ledger import EVENTS, JOB_REASON, JOB_STARTED, JOBS, PLACEMENT_HANDLE, Ledger, event
 from .metrics import Metrics
 from .snapshot import Snapshot, publish
@@ -94,6 +96,7 @@ class Control:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self.ready = threading.Event()
+        self.holder: Hold | None = None      # this server's hold on its database (set early by `serve`)
 
     @property
     def engine(self) -> Engine | None:
@@ -102,6 +105,17 @@ class Control:
     # == lifecycle ===========================================================================================
     def start(self, scenario_text: str | None = None, scenario_source: str = "<scenario>",
               thread: bool = True) -> None:
+        if self.holder is None:
+            self.holder = hold(self.db)  # HeldElsewhere: another live server runs on this database
+        try:
+            self.dispatch.instance = identity(self.db) or ""
+            self._start(scenario_text, scenario_source, thread)
+        except BaseException:
+            self.holder.release()
+            self.holder = None
+            raise
+
+    def _start(self, scenario_text: str | None, scenario_source: str, thread: bool) -> None:
         recovery.recover(self)
         if scenario_text is not None:
             with Session(self.db) as s, s.begin():
@@ -122,6 +136,9 @@ class Control:
             self._thread.join(timeout=30)
         for b in self.backends.backends.values():
             b.close()
+        if self.holder is not None:
+            self.holder.release()
+            self.holder = None
 
     def submit(self, cmd: Command) -> Any:
         if self._stopping.is_set():

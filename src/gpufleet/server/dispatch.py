@@ -45,10 +45,17 @@ class PollResult:
         return bool(self.changed or self.losses or self.unreachable)
 
 
+def checkpoint_dir(data_dir: Path, instance: str, job_id: int) -> Path:
+    """Where a job of the database `instance` checkpoints: its own across attempts, never another database's
+    job of the same number (runs, per attempt, are `Launch.run_name`)."""
+    return Path(data_dir) / "checkpoints" / instance / str(job_id)
+
+
 class Dispatch:
     def __init__(self, backends: BackendSet, data_dir: Path, clock: Callable[[], float], down_after: int):
         self.backends = backends
         self.data_dir = data_dir
+        self.instance = ""   # the database's identity: keys run and checkpoint directories (set at start)
         self.clock = clock
         self.down_after = down_after
         self.active: dict[str, Active] = {}          # request id -> placement
@@ -141,8 +148,9 @@ class Dispatch:
         spec = act.spec
         alloc = engine.state.allocations[act.request_id]
         cs = engine.state.by_name[alloc.cluster]
-        ckpt = self.data_dir / "checkpoints" / str(act.job_id)
-        return Launch(job_id=act.job_id, attempt=act.attempt, request_id=act.request_id, name=spec.name,
+        ckpt = checkpoint_dir(self.data_dir, self.instance, act.job_id)
+        return Launch(job_id=act.job_id, attempt=act.attempt, request_id=act.request_id, instance=self.instance,
+                      name=spec.name,
                       team=act.team, command=spec.command or "", env=dict(spec.env), cluster=alloc.cluster,
                       provider=alloc.provider, gpu_type=cs.spec.gpu.name, parts=alloc.parts,
                       group=alloc.request.group, domain_size=cs.spec.domain_size, checkpoint_dir=str(ckpt))

@@ -56,3 +56,22 @@ def upgrade(url: str) -> None:
     from alembic import command
     command.upgrade(alembic_config(url), "head")
 
+
+
+def identity(eng: Engine, create: bool = True) -> str | None:
+    """This database's identity (made by migration 0003 when the database was created; made here, unless
+    `create` is false, for a schema created without migrations)."""
+    import time
+    import uuid
+
+    from sqlalchemy.orm import Session
+
+    from .tables import Instance
+    with Session(eng) as s, s.begin():
+        row = s.get(Instance, 1)
+        if row is None:
+            if not create:
+                return None
+            row = Instance(id=1, identity=uuid.uuid4().hex, created_at=time.time())
+            s.add(row)
+        return row.identity

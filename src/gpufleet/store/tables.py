@@ -24,6 +24,16 @@ class Base(DeclarativeBase):
     pass
 
 
+class Instance(Base):
+    """One row: this database's identity (a random hex string made when it was created). Run and checkpoint
+    directories are keyed by it, so a new database never reads an older one's checkpoints or logs."""
+
+    __tablename__ = "instance"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    identity: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
 class PortfolioVersion(Base):
     """Every scenario loaded, in order; the newest is the portfolio in force."""
 
