@@ -61,7 +61,7 @@ MARKER_TEXT = ("A work dir of `gpufleet demo --live`. A run here replaces the fi
 
 # what a run writes in its work dir: removed before a run and, without --keep, after it
 OUTPUTS = ("prov-a", "prov-b", "slurm-a", "slurm-b", "ray-a", "local-b", "checkpoints", "gpufleet.db", "gpufleet.db-wal",
-           "gpufleet.db-shm", "gpufleet.db-journal", "scenario.yaml", "backends.yaml", "server.log", "result.json")
+           "gpufleet.db-shm", "gpufleet.db-journal", "gpufleet.db.lock", "scenario.yaml", "backends.yaml", "server.log", "result.json")
 
 
 def _stop_previous(wd: Path, say: Callable[[str], None]) -> None:
