@@ -100,7 +100,9 @@ def test_cancel_stops_the_job(slurm_cluster):
     assert _wait_procs(marker, True)  # RUNNING comes a moment before the job's processes
     c.run("scancel", str(job), check=True)
     info = c.wait_job(job)
-    assert info["JobState"] == "CANCELLED" and info["ExitCode"] == "0:15"
+    # SIGTERM reaches the batch shell either as a signal (0:15) or, when bash is
+    # the one that catches it first, as its exit status 128+15 (143:0): both are a cancel
+    assert info["JobState"] == "CANCELLED" and info["ExitCode"] in {"0:15", "143:0"}, info
     assert _wait_procs(marker, False)
 
 
