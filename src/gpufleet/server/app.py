@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Callable
 
-from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ..backends.base import BackendSet
 from ..store import connect, upgrade
@@ -35,9 +36,6 @@ from .routes import Ctx, fleet, jobs, money, ops
 from .routes import tokens as tokens_routes
 
 log = logging.getLogger("gpufleet.server")
-
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]*$")]
-
 
 @dataclass
 class Settings:
@@ -93,13 +91,69 @@ def create_app(settings: Settings) -> FastAPI:
                   description="The gpufleet control plane: portfolio, teams and tokens, jobs, placements, events.")
     app.state.control, app.state.tokens, app.state.metrics, app.state.db = control, tokens, metrics, db
 
+    # -- auth ---------------------------------------------------------------------------------------------
+    bearer = HTTPBearer(auto_error=False, description="a token from POST /v1/tokens, or GPUFLEET_ADMIN_TOKEN")
+
+    async def principal(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+        if cred is None:
+            raise HTTPException(401, "missing bearer token (set GPUFLEET_TOKEN)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        token = cred.credentials
+        p = tokens._cache.get(digest(token))  # hot path: no thread hop for a known token
+        if p is None:
+            p = await run_in_threadpool(tokens.lookup, token)
+        if p is None:
+            raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+        return p
+
+    async def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
+        """An admin route's dependency: FastAPI runs it before it validates parameters and body, so a team
+        token is refused (403) before anything about its request is judged."""
+        if not who.admin:
+            raise HTTPException(403, "this needs an admin token")
+        return who
+
+    def needs(dependant: Any, call: Callable) -> bool:
+        return any(d.call is call or needs(d, call) for d in dependant.dependencies)
+
+    async def refused_first(request: Request) -> JSONResponse | None:
+        """A body that is not JSON (or not UTF-8) is refused before FastAPI runs the route's dependencies:
+        answer the 401 or 403 the route would have given first, if any."""
+        route = request.scope.get("route")
+        dependant = getattr(route, "dependant", None)
+        if dependant is None or not needs(dependant, principal):
+            return None
+        try:
+            who = await principal(await bearer(request))
+            if needs(dependant, admin):
+                await admin(who)
+        except HTTPException as e:
+            return JSONResponse({"error": e.detail}, status_code=e.status_code, headers=e.headers)
+        return None
+
+    def allowed(request: Request) -> str:
+        """Every method some route serves at this path (Starlette's 405 names only one route's)."""
+        methods: set[str] = set()
+        for r in app.router.routes:
+            if r.matches(request.scope)[0] != Match.NONE:
+                methods |= getattr(r, "methods", None) or set()
+        order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+        return ", ".join(sorted(methods, key=lambda m: (order.index(m) if m in order else len(order), m)))
+
     # -- errors: always {"error": message}, never a traceback --------------------------------------------
     @app.exception_handler(StarletteHTTPException)  # also FastAPI's subclass: routing, 404, 405, bad bodies
-    async def _http(_: Request, e: StarletteHTTPException):
-        return JSONResponse({"error": e.detail}, status_code=e.status_code, headers=e.headers)
+    async def _http(request: Request, e: StarletteHTTPException):
+        if e.status_code in (400, 413) and (first := await refused_first(request)) is not None:
+            return first
+        headers = dict(e.headers or {})
+        if e.status_code == 405:
+            headers["Allow"] = allowed(request)
+        return JSONResponse({"error": e.detail}, status_code=e.status_code, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, e: RequestValidationError):
+    async def _invalid(request: Request, e: RequestValidationError):
+        if (first := await refused_first(request)) is not None:
+            return first
         problems = []
         for err in e.errors():
             if err.get("type") == "json_invalid":
@@ -114,31 +168,27 @@ def create_app(settings: Settings) -> FastAPI:
     async def _refused(_: Request, e: Refused):
         return JSONResponse({"error": str(e)}, status_code=e.status)
 
-    # -- auth ---------------------------------------------------------------------------------------------
-    async def principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
-        if not authorization or not authorization.lower().startswith("bearer "):
-            raise HTTPException(401, "missing bearer token (set GPUFLEET_TOKEN)",
-                                headers={"WWW-Authenticate": "Bearer"})
-        token = authorization[7:].strip()
-        p = tokens._cache.get(digest(token))  # hot path: no thread hop for a known token
-        if p is None:
-            p = await run_in_threadpool(tokens.lookup, token)
-        if p is None:
-            raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
-        return p
-
-    def admin_only(who: Principal) -> None:
-        if not who.admin:
-            raise HTTPException(403, "this needs an admin token")
-
     async def run(cmd) -> Any:
         return await asyncio.wrap_future(control.submit(cmd))
 
     ctx = Ctx(control=control, db=db, tokens=tokens, clock=clock, metrics=metrics, backends=backends,
-              principal=principal, admin_only=admin_only, run=run)
+              principal=principal, admin=admin, run=run)
     for add in (ops.add, fleet.add, tokens_routes.add, jobs.add, money.add):
         add(app, ctx)
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema, with every error answer as JSON: FastAPI files an operation's documented errors
+        under its success media type (text/plain for the logs), but errors are always `{"error": ...}`."""
+        if app.openapi_schema is None:
+            spec = FastAPI.openapi(app)
+            for operations in spec["paths"].values():
+                for op in operations.values():
+                    for code, answer in op.get("responses", {}).items():
+                        if code[:1] in "45" and answer.get("content"):
+                            answer["content"] = {"application/json": next(iter(answer["content"].values()))}
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

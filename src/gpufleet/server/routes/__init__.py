@@ -24,5 +24,5 @@ class Ctx:
     metrics: Metrics
     backends: BackendSet
     principal: Callable[..., Any]        # the FastAPI dependency that turns a bearer token into a Principal
-    admin_only: Callable[[Any], None]
+    admin: Callable[..., Any]            # the same, refusing (403) a token that is not an admin's
     run: Callable[[Any], Any]            # send a command to the control loop and await its answer

@@ -17,7 +17,7 @@ from ...store import tables as T
 from ..auth import Principal
 from ..commands import Cancel, Submit
 from ..fastpath import FastSubmit
-from ..schemas import SubmitIn, event_json, job_json, placement_json
+from ..schemas import SubmitIn, errors, event_json, job_json, placement_json
 from . import Ctx
 
 
@@ -37,20 +37,19 @@ def add(app: FastAPI, ctx: Ctx) -> None:
                 raise HTTPException(403, f"a token of team {who.team!r} cannot submit work for team {job.team!r}")
             if job.team != who.team:
                 job = job.model_copy(update={"team": who.team})
-        if not (job.command or "").strip():
-            raise HTTPException(422, "job.command: the live control plane runs a command; give `command`")
-        if "\x00" in (job.command or "") or any("\x00" in v for v in job.env.values()):
-            raise HTTPException(422, "job: NUL characters are not allowed in command or env")
         return Submit(who.actor, job.team, job, key, arrived)
 
     async def submitted(cmd: Submit) -> tuple[int, bytes]:
         out = await run(cmd)
         return (201 if out["created"] else 200), json.dumps({**out, "key": cmd.key}).encode()
 
-    @app.post("/v1/jobs", tags=["jobs"], status_code=201)
+    @app.post("/v1/jobs", tags=["jobs"], status_code=201,
+              responses={200: {"description": "already submitted with this key: the same job"},
+                         **errors(400, 401, 403, 422, 503)})
     async def submit(body: SubmitIn, who: Who,
-                     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200,
-                                                                   pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]*$")] = None
+                     idempotency_key: Annotated[str, Header(  # a header is a string or absent, never null
+                         min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]*$",
+                         description="idempotency key, as the body's `key` (both: they must be equal)")] = None  # type: ignore[assignment]
                      ) -> Response:
         status, payload = await submitted(prepare_submit(who, body, idempotency_key, clock()))
         return Response(payload, status_code=status, media_type="application/json")
@@ -67,7 +66,7 @@ def add(app: FastAPI, ctx: Ctx) -> None:
             q = q.where(T.Job.team == team)
         return q
 
-    @app.get("/v1/jobs", tags=["jobs"])
+    @app.get("/v1/jobs", tags=["jobs"], responses=errors(401, 403, 422))
     def list_jobs(who: Who, state: Annotated[str | None, Query(max_length=20, pattern=r"^[a-z]+$")] = None,
                   team: Annotated[ModelName | None, Query()] = None,
                   after: Annotated[int, Query(ge=0, le=2**62)] = 0,
@@ -88,18 +87,19 @@ def add(app: FastAPI, ctx: Ctx) -> None:
 
     JobId = Annotated[int, Field(ge=1, le=2**62)]
 
-    @app.get("/v1/jobs/{job_id}", tags=["jobs"])
+    @app.get("/v1/jobs/{job_id}", tags=["jobs"], responses=errors(401, 404, 422))
     def get_job(job_id: JobId, who: Who) -> dict[str, Any]:
         with Session(db) as s:
             j = _own_job(s, who, job_id)
             pl = list(s.scalars(select(T.Placement).where(T.Placement.job_id == j.id).order_by(T.Placement.id)))
             return job_json(j, pl)
 
-    @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"])
+    @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"], responses=errors(401, 404, 422, 503))
     async def cancel(job_id: JobId, who: Who) -> dict[str, Any]:
         return await run(Cancel(who.actor, job_id, None if who.admin else who.team))
 
-    @app.get("/v1/jobs/{job_id}/logs", tags=["jobs"], response_class=PlainTextResponse)
+    @app.get("/v1/jobs/{job_id}/logs", tags=["jobs"], response_class=PlainTextResponse,
+             responses=errors(401, 404, 422, 502))
     def logs(job_id: JobId, who: Who, tail: Annotated[int | None, Query(ge=1, le=1_000_000)] = None) -> str:
         with Session(db) as s:
             j = _own_job(s, who, job_id)
@@ -114,7 +114,7 @@ def add(app: FastAPI, ctx: Ctx) -> None:
             raise HTTPException(502, f"backend {backend_name} could not return the logs: {e}") from e
 
     # -- placements, events, capacity ---------------------------------------------------------------------
-    @app.get("/v1/placements", tags=["placements"])
+    @app.get("/v1/placements", tags=["placements"], responses=errors(401, 422))
     def list_placements(who: Who, active: bool = True,
                         limit: Annotated[int, Query(ge=1, le=100_000)] = 1000) -> list[dict[str, Any]]:
         q = select(T.Placement)
@@ -125,7 +125,7 @@ def add(app: FastAPI, ctx: Ctx) -> None:
         with Session(db) as s:
             return [placement_json(p) for p in s.scalars(q.order_by(T.Placement.id).limit(limit))]
 
-    @app.get("/v1/events", tags=["events"])
+    @app.get("/v1/events", tags=["events"], responses=errors(401, 422))
     def list_events(who: Who, job: Annotated[int | None, Query(ge=1, le=2**62)] = None,
                     after: Annotated[int, Query(ge=0, le=2**62)] = 0,
                     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,

@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures, which name local aliases.
 
+import math
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -11,11 +12,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ...backends.base import BackendError, BackendUnavailable
+from ...placement.state import to_seconds
 from ...store import tables as T
 from ..auth import Principal
 from ..commands import ReserveCharge, SettleCharge
-from ..schemas import CapacityBlockIn, Name
-from ..spend import read_rows, spend
+from ..schemas import CapacityBlockIn, Name, When, errors
+from ..spend import HOUR, read_rows, spend
 from . import Ctx
 
 
@@ -25,16 +27,18 @@ def _utc(t: datetime) -> datetime:
 
 
 def add(app: FastAPI, ctx: Ctx) -> None:
-    control, db, clock, admin_only, run = ctx.control, ctx.db, ctx.clock, ctx.admin_only, ctx.run
-    Who = Annotated[Principal, Depends(ctx.principal)]
+    control, db, clock, run = ctx.control, ctx.db, ctx.clock, ctx.run
+    Admin = Annotated[Principal, Depends(ctx.admin)]
 
     # -- money --------------------------------------------------------------------------------------------
-    @app.get("/v1/spend", tags=["spend"])
-    def get_spend(who: Who, since: Annotated[datetime | None, Query(description="default: the first portfolio")] = None,
-                  until: Annotated[datetime | None, Query(description="default (and at most): now")] = None
+    @app.get("/v1/spend", tags=["spend"], responses=errors(401, 403, 404, 422))
+    def get_spend(who: Admin,
+                  since: Annotated[When | None, Query(description="default: the first portfolio; not in the future "
+                                                                  "(422)")] = None,
+                  until: Annotated[When | None, Query(description="default (and at most): now; not before `since` "
+                                                                  "(422)")] = None
                   ) -> dict[str, Any]:
         """What the fleet has cost: usage priced under the contracts plus fees, per provider and contract."""
-        admin_only(who)
         portfolio = control.snapshot.portfolio
         if portfolio is None:
             raise HTTPException(404, "no portfolio is loaded yet")
@@ -49,22 +53,25 @@ def add(app: FastAPI, ctx: Ctx) -> None:
             unsettled = [{"charge": c.id, "at": c.at, "status": c.status, "provider": c.provider, "cluster": c.cluster,
                           "usd": c.usd, "offering_id": c.offering_id, "ref": c.ref}
                          for c in s.scalars(select(T.Charge).where(T.Charge.status.in_(("pending", "unknown"))))]
-        bill = spend(portfolio, usage, fees, t0, t1)
+        # Nothing costs anything before the first contract, placement or fee: bill from the whole hour it
+        # falls in, so a window that opens years earlier costs no time and bills the same.
+        starts = [to_seconds(k.start) for k in portfolio.contracts] + [u.start for u in usage] + [f.at for f in fees]
+        t_bill = min(t1, max(t0, math.floor(min(starts, default=t1) / HOUR) * HOUR))
+        bill = spend(portfolio, usage, fees, t_bill, t1)
+        bill["since"] = t0
         bill["unsettled"] = unsettled
         return bill
 
-    @app.get("/v1/backends/{name}/capacity-blocks", tags=["spend"])
-    async def find_capacity_blocks(name: Name, who: Who,
-                                   instance_type: Annotated[str | None, Query(
+    @app.get("/v1/backends/{name}/capacity-blocks", tags=["spend"],
+             responses=errors(400, 401, 403, 404, 422, 502, 503))
+    async def find_capacity_blocks(name: Name, who: Admin,
+                                   instance_type: Annotated[str, Query(
                                        min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
-                                       description="required: e.g. p5.48xlarge, u-p6e-gb200x72")] = None,
+                                       description="e.g. p5.48xlarge, u-p6e-gb200x72")],
                                    count: Annotated[int, Query(ge=1, le=10_000)] = 1,
                                    hours: Annotated[int, Query(ge=1, le=24 * 366)] = 24) -> dict[str, Any]:
         """Capacity Block offerings the backend can buy, cheapest first (asked outside the control loop)."""
-        admin_only(who)
         b = control.seller(name)
-        if not instance_type:
-            raise HTTPException(422, "instance_type: name the instance type to find capacity blocks for")
         try:
             offers = await run_in_threadpool(b.find_capacity_blocks, instance_type, count, hours)
         except BackendUnavailable as e:
@@ -73,11 +80,11 @@ def add(app: FastAPI, ctx: Ctx) -> None:
             raise HTTPException(502, str(e)) from e
         return {"backend": name, "offerings": [b.describe_offering(o) for o in offers]}
 
-    @app.post("/v1/backends/{name}/capacity-blocks", tags=["spend"], status_code=201)
-    async def buy_capacity_block(name: Name, body: CapacityBlockIn, who: Who) -> dict[str, Any]:
+    @app.post("/v1/backends/{name}/capacity-blocks", tags=["spend"], status_code=201,
+              responses=errors(400, 401, 403, 404, 409, 422, 502, 503))
+    async def buy_capacity_block(name: Name, body: CapacityBlockIn, who: Admin) -> dict[str, Any]:
         """Buy an offering found above for one of the backend's clusters. A pending charge is committed first
         (one per offering), the purchase is made outside the control loop, then the charge is settled."""
-        admin_only(who)
         held = await run(ReserveCharge(who.actor, name, body.offering_id, body.cluster, body.max_usd))
         cid = held["charge_id"]
         try:

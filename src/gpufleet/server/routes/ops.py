@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
 from ..auth import Principal
+from ..schemas import errors
 from . import Ctx
 
 
@@ -39,6 +40,6 @@ def add(app: FastAPI, ctx: Ctx) -> None:
         """The dashboard: a static page that asks for a token and reads the API with it."""
         return HTMLResponse(dashboard)
 
-    @app.get("/v1/whoami", tags=["auth"])
+    @app.get("/v1/whoami", tags=["auth"], responses=errors(401))
     async def whoami(who: Who) -> dict[str, Any]:
         return {"name": who.name, "team": who.team, "admin": who.admin}

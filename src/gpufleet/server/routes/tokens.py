@@ -11,18 +11,17 @@ from sqlalchemy.orm import Session
 
 from ...store import tables as T
 from ..auth import Principal
-from ..schemas import TokenIn
+from ..schemas import TokenIn, errors
 from . import Ctx
 
 
 def add(app: FastAPI, ctx: Ctx) -> None:
-    db, tokens, clock, admin_only = ctx.db, ctx.tokens, ctx.clock, ctx.admin_only
-    Who = Annotated[Principal, Depends(ctx.principal)]
+    db, tokens, clock = ctx.db, ctx.tokens, ctx.clock
+    Admin = Annotated[Principal, Depends(ctx.admin)]
 
     # -- tokens -------------------------------------------------------------------------------------------
-    @app.post("/v1/tokens", tags=["auth"], status_code=201)
-    def create_token(body: TokenIn, who: Who) -> dict[str, Any]:
-        admin_only(who)
+    @app.post("/v1/tokens", tags=["auth"], status_code=201, responses=errors(400, 401, 403, 404, 422))
+    def create_token(body: TokenIn, who: Admin) -> dict[str, Any]:
         if body.admin == (body.team is not None):
             raise HTTPException(422, "give either `team` (a team token) or `admin: true`, not both or neither")
         if body.team is not None:
@@ -36,16 +35,14 @@ def add(app: FastAPI, ctx: Ctx) -> None:
                                   f"{'admin' if body.admin else 'team ' + str(body.team)}"))
         return {"id": tid, "token": token, "team": body.team, "admin": body.admin, "name": body.name}
 
-    @app.get("/v1/tokens", tags=["auth"])
-    def list_tokens(who: Who) -> list[dict[str, Any]]:
-        admin_only(who)
+    @app.get("/v1/tokens", tags=["auth"], responses=errors(401, 403))
+    def list_tokens(who: Admin) -> list[dict[str, Any]]:
         with Session(db) as s:
             return [{"id": t.id, "name": t.name, "team": t.team, "admin": t.admin, "created_at": t.created_at,
                      "revoked_at": t.revoked_at} for t in s.scalars(select(T.Token).order_by(T.Token.id))]
 
-    @app.delete("/v1/tokens/{token_id}", tags=["auth"])
-    def revoke_token(token_id: Annotated[int, Field(ge=1, le=2**62)], who: Who) -> dict[str, Any]:
-        admin_only(who)
+    @app.delete("/v1/tokens/{token_id}", tags=["auth"], responses=errors(401, 403, 404, 409, 422))
+    def revoke_token(token_id: Annotated[int, Field(ge=1, le=2**62)], who: Admin) -> dict[str, Any]:
         outcome = tokens.revoke(token_id)
         if outcome == "missing":
             raise HTTPException(404, f"no live token {token_id}")
