@@ -16,6 +16,7 @@ from rich.table import Table
 from ..model.scenario import Portfolio
 from ..placement.profiles import get_profile
 from ..placement.state import to_seconds
+from ..planning.guidance import REPLAN, Replanner
 from ..scheduling.queue import DEFAULT_QUEUE, QUEUES
 from ..scheduling.translate import TraceMapping, demand_service, trace_stream
 from ..simulation.failures import OutageError, parse_outage
@@ -38,11 +39,16 @@ def _csv(value: str | None) -> list[str] | None:
 
 
 def build_simulator(p: Portfolio, *, profile: str | None, queue: str, seed: int, until: str | None,
-                    fail: list[str], random_failures: bool, workloads: bool = True) -> Simulator:
+                    fail: list[str], random_failures: bool, workloads: bool = True,
+                    replan: str | None = None) -> Simulator:
     try:
         prof = get_profile(profile or p.policies.default_profile)
     except KeyError as e:
-        raise bad_input(f"--policy: {e.args[0]}") from None
+        raise bad_input(f"--profile: {e.args[0]}") from None
+    if replan is None:   # a profile that follows a plan gets one, re-made monthly
+        replan = "monthly" if {"plan", "shadow"} & set(prof.weights) else "off"
+    if replan not in REPLAN:
+        raise bad_input(f"--replan: expected one of {', '.join(REPLAN)}, found {replan!r}")
     if queue not in QUEUES:
         raise bad_input(f"--queue: unknown discipline {queue!r}; expected one of {', '.join(QUEUES)}")
     try:
@@ -52,8 +58,10 @@ def build_simulator(p: Portfolio, *, profile: str | None, queue: str, seed: int,
     until_s = _when(until, "--until")
     if until_s is not None and until_s <= to_seconds(p.start):
         raise bad_input(f"--until {until} is not after the scenario's start {p.start}")
+    planner = None if replan == "off" else Replanner(p, until_s if until_s is not None else to_seconds(p.end),
+                                                      replan, clock=time.perf_counter)
     opts = SimOptions(queue=queue, until_s=until_s, random_failures=random_failures, outages=outages,
-                      scenario_workloads=workloads)
+                      scenario_workloads=workloads, planner=planner)
     return Simulator(p, prof, opts, random.Random(seed))
 
 
@@ -174,7 +182,10 @@ def simulate(
     trace_team: Annotated[Optional[str], typer.Option(help="team the trace's work runs as (default: its queue if "
                                                            "that names a team, else 'default')")] = None,
     no_workloads: Annotated[bool, typer.Option("--no-workloads", help="leave out the scenario's own workloads")] = False,
-    policy: Annotated[Optional[str], typer.Option(help="placement profile (default: the scenario's)")] = None,
+    policy: Annotated[Optional[str], typer.Option("--profile", "--policy",
+                                                  help="placement profile (default: the scenario's)")] = None,
+    replan: Annotated[Optional[str], typer.Option(help="re-plan with the LP: off, once, monthly, quarterly "
+                                                       "(default: monthly for the plan profile, else off)")] = None,
     queue: Annotated[str, typer.Option(help="queue discipline: priority (best effort), fifo, sjf, backfill")] = DEFAULT_QUEUE,
     seed: Annotated[int, typer.Option(help="random seed (same seed, same result)")] = 0,
     until: Annotated[Optional[str], typer.Option(help="stop at this date (default: the scenario's end)")] = None,
@@ -186,7 +197,7 @@ def simulate(
     """Replay the scenario's work (and a trace) on the portfolio with failures; print and save the metrics."""
     p = scenario_or_exit(scenario)
     sim = build_simulator(p, profile=policy, queue=queue, seed=seed, until=until, fail=fail,
-                          random_failures=not no_random_failures, workloads=not no_workloads)
+                          random_failures=not no_random_failures, workloads=not no_workloads, replan=replan)
     if trace:
         add_trace(sim, p, trace, trace_format, gpus=trace_gpus, providers=trace_providers, regions=trace_regions,
                   queue_as_region=trace_queue_as_region, time_scale=time_scale, start=trace_start,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..model.scenario import Portfolio
 from .domains import Domains
 from .filters import CLUSTER_FILTERS, FLEET_FILTERS, STATIC_FILTERS, concentration, quota
+from .guide import Guide
 from .preempt import choose_victims
 from .profiles import Profile, get_profile
 from .request import Allocation, Decision, Reject, Request, Verdict
@@ -265,6 +266,10 @@ class Engine:
         return d, (self.commit(d) if d.placed else None)
 
     # -- the world changes --------------------------------------------------------------------------
+    def set_guide(self, guide: Guide | None) -> None:
+        """Follow this plan from now on (the `plan` and `shadow` scorers read it); None: no plan."""
+        self.state.guide = guide.reorder([cs.name for cs in self.state.clusters]) if guide is not None else None
+
     def set_time(self, now: float) -> list[str]:
         """Advance the clock (ramps, reservations). Returns allocations whose domains ceased to exist."""
         return self.state.set_time(now)

@@ -38,6 +38,9 @@ BUILTIN_PROFILES: dict[str, Profile] = {p.name: p for p in (
             description="fill partly used domains and busy clusters first"),
     Profile(name="spread", weights={"spread": 0.6, "headroom": 0.25, "cost": 0.15},
             description="spread work across providers and keep headroom (inference)"),
+    Profile(name="plan", weights={"plan": 0.5, "shadow": 0.35, "packing": 0.15},
+            description="follow the planner's assignment and price capacity at its shadow price "
+                        "(needs a plan: `--replan`; without one it is cost-like)"),
     Profile(name="list-price", weights={"list_price": 1.0},
             description="cheapest list price only, ignoring contracts (a SkyPilot-like baseline)"),
 )}

@@ -26,6 +26,7 @@ class Request:
     providers: frozenset[str] | None = None
     checkpoint_interval_s: float = 3600.0
     spread_key: str | None = None  # replicas of one service share a key; the spread scorer reads it
+    workload: str | None = None    # the scenario workload it belongs to (the plan scorer reads its share)
     shape: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -85,8 +85,47 @@ def headroom(cands: list[ClusterState], req: Request, fleet: FleetState, ctx: di
     return out
 
 
+def plan(cands: list[ClusterState], req: Request, fleet: FleetState, ctx: dict) -> list[float]:
+    """Follow the plan: 1 where the plan gives this workload (else its class) room for the request on the
+    cluster now, the share of the request that fits in what is left of it, 0 where it plans none.
+    Without a plan every candidate scores 1 (the other scorers decide)."""
+    g = fleet.guide
+    if g is None:
+        return [1.0] * len(cands)
+    p, gpus = g.period(fleet.now), req.gpus
+    grid = g.workloads.get(req.workload) if req.workload is not None else None
+    out = []
+    if grid is not None:
+        row, used = grid[p], fleet.workload_used
+        for cs in cands:
+            room = row[cs.index] - used.get((req.workload, cs.index), 0)
+            out.append(min(1.0, max(0.0, room) / gpus))
+        return out
+    grid = g.kinds.get(req.kind)
+    if grid is None:
+        return [0.0] * len(cands)
+    row = grid[p]
+    for cs in cands:
+        room = row[cs.index] - cs.kind_used.get(req.kind, 0)
+        out.append(min(1.0, max(0.0, room) / gpus))
+    return out
+
+
+def shadow(cands: list[ClusterState], req: Request, fleet: FleetState, ctx: dict) -> list[float]:
+    """Cost at the plan's prices: the effective cost under the contracts plus what the plan says one more
+    GPU-hour of the cluster's capacity is worth (its shadow price: capacity others need dearly costs more
+    than its contract rate), per useful GPU-hour. Without a plan it is the `cost` scorer."""
+    g = fleet.guide
+    scores = cost(cands, req, fleet, ctx)
+    if g is None:
+        return scores
+    row, speeds = g.value[g.period(fleet.now)], req.speeds
+    rates = ctx["cost_per_gpu_hour"]
+    return _ratio_to_cheapest([(r + row[cs.index]) / speeds[cs.gpu] for r, cs in zip(rates, cands)])
+
+
 SCORERS: dict[str, Scorer] = {"cost": cost, "list_price": list_price, "packing": packing,
-                              "spread": spread, "headroom": headroom}
+                              "spread": spread, "headroom": headroom, "plan": plan, "shadow": shadow}
 # Scorers that read only the request's shape and one cluster's state: the engine caches their weighted sum
 # per (shape, cluster) until that cluster changes (Borg-style score caching). The others read fleet-wide
 # counters (contract burn, provider shares) and run on every decision.

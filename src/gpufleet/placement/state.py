@@ -12,6 +12,7 @@ from ..model.contracts import OnDemand, ReservedCapacity, SpendCommitment
 from ..model.fleet import Cluster
 from ..model.scenario import Portfolio
 from .domains import Domains
+from .guide import Guide
 from .request import Allocation
 
 
@@ -53,7 +54,8 @@ class ContractState:
 
 class ClusterState:
     __slots__ = ("spec", "index", "name", "provider", "region", "area", "gpu", "domains", "up", "allocated",
-                 "contracts", "fabric_max", "list_price", "cost_group", "cost_terms", "holders", "class_keys")
+                 "contracts", "fabric_max", "list_price", "cost_group", "cost_terms", "holders", "class_keys",
+                 "kind_used")
 
     def __init__(self, spec: Cluster, index: int, domains_cls: type = Domains):
         self.spec = spec
@@ -70,6 +72,7 @@ class ClusterState:
         self.cost_terms: tuple[tuple[int, ContractState, float], ...] = ()  # (term index, contract, rate here)
         self.holders: list[set[str] | None] = [None] * spec.max_domains  # allocations on each domain
         self.class_keys: dict[str, tuple[str, str]] = {"all": ("all", self.provider)}
+        self.kind_used: dict[str, int] = {}  # GPUs allocated here per workload class
 
     @property
     def capacity(self) -> int:
@@ -110,6 +113,8 @@ class FleetState:
         self.key_used: dict[str, int] = {}                       # GPUs per spread key (one service)
         self.key_provider_used: dict[tuple[str, str], int] = {}
         self.providers_down: set[str] = set()
+        self.workload_used: dict[tuple[str, int], int] = {}      # (workload, cluster index) -> GPUs
+        self.guide: Guide | None = None                          # the plan the `plan` scorer follows
         self.cluster_allocs: list[dict[str, Allocation]] = [{} for _ in self.clusters]
         self.preemptible_prio: list[dict[int, int]] = [{} for _ in self.clusters]  # priority -> GPUs
         teams = portfolio.teams
@@ -178,6 +183,10 @@ class FleetState:
         used[key] = used.get(key, 0) + n
         key = cs.class_keys["all"]
         used[key] = used.get(key, 0) + n
+        cs.kind_used[kind] = cs.kind_used.get(kind, 0) + n
+        if req.workload is not None:
+            wk = (req.workload, cs.index)
+            self.workload_used[wk] = self.workload_used.get(wk, 0) + n
         if req.spread_key is not None:
             self.key_used[req.spread_key] = self.key_used.get(req.spread_key, 0) + n
             kp = (req.spread_key, cs.provider)

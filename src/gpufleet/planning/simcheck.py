@@ -2,8 +2,8 @@
 GPU-hours per provider (simulated vs planned).
 
 The simulator places each job online with the scenario's placement profile, so the two differ where online
-decisions differ from the optimum, where inference replicas are counted whole (the plan speed-adjusts them),
-and where failures or gang packing leave capacity idle. The clock is a parameter (the simulator's wall time).
+decisions differ from the optimum, where replicas are whole (the plan's are fractional), and where failures or
+gang packing leave capacity idle. The clock is a parameter (the simulator's wall time).
 """
 
 from __future__ import annotations
@@ -63,15 +63,10 @@ def simulation_check(p: Portfolio, plan: Plan, months: int, clock: Clock, seed: 
 
 
 def as_simulated(plan: Plan, n: int) -> np.ndarray:
-    """[Q] the plan's GPU-hours in the first n periods counted as the simulator counts them: an inference replica
-    holds its `gpus_per_replica` GPUs whatever their speed, so inference counts its reference GPU-hours delivered
-    (the plan's GPU-hours × speed); training and batch count GPU-hours."""
-    pr = plan.problem
-    st = pr.streams
-    inf = st.kind_mask(frozenset(["inference"]))
-    weight = np.where(inf[:, None], st.speed, 1.0)                       # [S, C]
-    per_cluster = np.einsum("scp,sc->c", plan.usage[:, :, :n], weight)
-    return np.array([per_cluster[pr.provider_of == q].sum() for q in range(len(pr.providers))])
+    """[Q] the plan's GPU-hours in the first n periods counted as the simulator counts them. The two count
+    alike now (a replica holds its GPUs, and a faster type needs fewer replicas, in both), so this is the plan's
+    GPU-hours; the `*_as_simulated` fields of the document stay for the documents that read them."""
+    return plan.provider_use()[:, :n].sum(axis=1)
 
 
 def _rel(sim: float, plan: float) -> float:

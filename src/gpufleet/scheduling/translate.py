@@ -57,7 +57,8 @@ def job_requests(spec: JobSpec, catalog: Catalog, prefix: str | None = None) -> 
         return [Request(id=name, gpus=spec.gpu_count, group=default_group(spec.kind, spec.gpu_count, spec.tp),
                         speeds=speeds, team=spec.team, kind=spec.kind, priority=priority,
                         preemptible=default_preemptible(spec.kind, spec.preemptible), regions=_frozen(spec.regions),
-                        providers=providers, checkpoint_interval_s=spec.checkpoint_interval_s)]
+                        providers=providers, checkpoint_interval_s=spec.checkpoint_interval_s,
+                        workload=spec.name)]
     out = []
     for region, n in (spec.replicas or {}).items():
         for i in range(n):
@@ -65,7 +66,8 @@ def job_requests(spec: JobSpec, catalog: Catalog, prefix: str | None = None) -> 
                                speeds=speeds, team=spec.team, kind="inference", priority=priority,
                                preemptible=default_preemptible("inference", spec.preemptible),
                                regions=frozenset([region]), providers=providers,
-                               checkpoint_interval_s=spec.checkpoint_interval_s, spread_key=spec.name))
+                               checkpoint_interval_s=spec.checkpoint_interval_s, spread_key=spec.name,
+                               workload=spec.name))
     return out
 
 
@@ -92,7 +94,7 @@ def training_stream(w: TrainingWorkload, catalog: Catalog) -> Stream:
     req = Request(id=f"{w.name}/run0", gpus=w.gpus, group=default_group("training", w.gpus, w.tp),
                   speeds=_speeds(w.gpu_types, catalog), team=w.team, kind="training", priority=w.priority,
                   preemptible=w.preemptible, regions=_frozen(w.regions), providers=_frozen(w.providers),
-                  checkpoint_interval_s=w.checkpoint_interval_s)
+                  checkpoint_interval_s=w.checkpoint_interval_s, workload=w.name)
     job = Work(req, to_seconds(w.start), w.work_gpu_hours * 3600.0 / w.gpus, kind="training", workload=w.name,
                deadline_s=to_seconds(w.deadline) if w.deadline else None)
     job.runs_left = w.runs - 1
@@ -108,7 +110,7 @@ def next_run(job: Work, now: float) -> Work | None:
     r = job.request
     req = Request(id=f"{base}/run{int(n) + 1}", gpus=r.gpus, group=r.group, speeds=r.speeds, team=r.team,
                   kind=r.kind, priority=r.priority, preemptible=r.preemptible, regions=r.regions,
-                  providers=r.providers, checkpoint_interval_s=r.checkpoint_interval_s)
+                  providers=r.providers, checkpoint_interval_s=r.checkpoint_interval_s, workload=r.workload)
     nxt = Work(req, now, job.total_work_s, kind=job.kind, workload=job.workload, deadline_s=job.deadline_s)
     nxt.runs_left = left - 1
     return nxt
@@ -128,7 +130,7 @@ def batch_stream(w: BatchWorkload, catalog: Catalog, rng: random.Random, from_s:
             return
         req = Request(id=f"{w.name}/{i}", gpus=w.gpus, group=default_group("batch", w.gpus, None), speeds=speeds,
                       team=w.team, kind="batch", priority=w.priority, preemptible=default_preemptible("batch"),
-                      regions=regions, providers=providers, checkpoint_interval_s=CHECKPOINT_S)
+                      regions=regions, providers=providers, checkpoint_interval_s=CHECKPOINT_S, workload=w.name)
         yield Work(req, t, max(1.0, rng.expovariate(1.0 / w.duration_s)), kind="batch", workload=w.name)
         i += 1
 
@@ -152,7 +154,7 @@ class Service:
         req = Request(id=f"{self.name}/{region}/{n}", gpus=self.gpus_per_replica, group=self.group,
                       speeds=self.speeds, team=self.team, kind="inference", priority=self.priority,
                       preemptible=self.preemptible, regions=frozenset([region]), providers=self.providers,
-                      checkpoint_interval_s=CHECKPOINT_S, spread_key=self.name)
+                      checkpoint_interval_s=CHECKPOINT_S, spread_key=self.name, workload=self.name)
         return Work(req, now, math.inf, kind="inference", workload=self.name, min_providers=self.min_providers)
 
 

@@ -11,23 +11,35 @@ import gc
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 from ..catalog import Catalog, bundled_catalog
 from ..model.scenario import Portfolio
 from ..placement.engine import Engine
+from ..placement.guide import Guide
 from ..placement.profiles import Profile
 from ..placement.state import ClusterState, to_seconds
 from ..scheduling.queue import DEFAULT_QUEUE, QUEUES
 from ..scheduling.scheduler import SchedOptions, Scheduler
+from ..scheduling.services import ServiceRegion
 from ..scheduling.translate import Service, Stream, next_run, scenario_streams
-from ..scheduling.work import FINISHED, QUEUED
+from ..scheduling.work import FINISHED
 from ..scheduling.work import Work as SimJob
 from .accounting import Accounting
 from .failures import Outage, scenario_outages
 from .loop import EventLoop
 from .metrics import Metrics
 from .results import summarize
+
+
+class Planner(Protocol):
+    """What re-plans the run (planning.guidance.Replanner): when, and the guide for a time."""
+
+    def times(self, start_s: float) -> list[float]: ...
+
+    def plan(self, now_s: float) -> Guide | None: ...
+
+    log: list[dict]    # one entry per plan made: when, horizon, status, objective
 
 
 @dataclass
@@ -41,6 +53,7 @@ class SimOptions:
     scenario_workloads: bool = True
     drain: bool = False                   # keep running past `until` until every job has finished
     progress: Callable[[float], None] | None = None
+    planner: Planner | None = None        # re-plan on its schedule; the `plan` profile follows the guide
 
     def __post_init__(self) -> None:
         if self.queue not in QUEUES:
@@ -67,11 +80,10 @@ class Simulator:
         self._pass_pending = False
         self._last_tick = self.t0
         self.services: list[Service] = []
-        self._replicas: dict[tuple[str, str], list[SimJob]] = {}   # (service, region) -> live replicas
-        self._replica_n: dict[tuple[str, str], int] = {}            # replicas ever made, for unique ids
-        self._asked: dict[str, int] = {}
+        self._regions: dict[tuple[str, str], ServiceRegion] = {}     # (service, region) -> its replicas
+        self._svc_regions: dict[str, list[ServiceRegion]] = {}
+        self._unsized: set[tuple[str, str]] = set()                   # regions whose replicas changed
         self._inf_mark = self.t0
-        self._served: dict[str, int] = {}
         self._finite_running = 0                  # running jobs that will finish by themselves
         self.trace_reports: list[dict] = []
         self.started_log: list[tuple[float, str, tuple[str, ...]]] = []  # (t, work, clusters): parity checks
@@ -93,7 +105,7 @@ class Simulator:
 
     def add_service(self, svc: Service) -> None:
         self.services.append(svc)
-        self._asked.setdefault(svc.name, 0)
+        self._svc_regions.setdefault(svc.name, [])
         # Demand already in force at the start counts from the start: only its latest level matters.
         before = [d for d in svc.demand if d[0] <= self.t0]
         for t, replicas in before[-1:] + [d for d in svc.demand if d[0] > self.t0]:
@@ -122,6 +134,8 @@ class Simulator:
     def _schedule(self, _=None) -> None:
         self._pass_pending = False
         self.sched.cycle(self.loop.now)
+        if self._unsized:
+            self._resize()
 
     # -- the scheduler's hooks: use, start, stop, refuse -----------------------------------------------
     def touch(self, cs: ClusterState, now: float) -> None:
@@ -141,9 +155,7 @@ class Simulator:
             job.end = self.loop.at(now + job.work_s / job.speed, self._finish, job)
             self._finite_running += 1
         if job.kind == "inference":
-            self._inference_mark()
-            key = job.request.spread_key or job.workload
-            self._served[key] = self._served.get(key, 0) + 1
+            self._replica_changed(job, started=True)
 
     def stopped(self, job: SimJob, lost_gpu_s: float, why: str, requeued: bool, now: float, cause: str) -> None:
         if job.end is not None:
@@ -151,9 +163,7 @@ class Simulator:
             job.end = None
             self._finite_running -= 1
         if job.kind == "inference":
-            self._inference_mark()
-            key = job.request.spread_key or job.workload
-            self._served[key] -= 1
+            self._replica_changed(job)
         if cause == "preempted":
             self.metrics.preemptions += 1
         if requeued:
@@ -167,9 +177,7 @@ class Simulator:
         job.end = None  # the finish event held the job; let both go
         self._finite_running -= 1
         if job.kind == "inference":
-            self._inference_mark()
-            key = job.request.spread_key or job.workload
-            self._served[key] -= 1
+            self._replica_changed(job)
         self.sched.finish(job, now)
         self.metrics.done(job, now)
         nxt = next_run(job, now)
@@ -179,39 +187,67 @@ class Simulator:
 
     # -- inference demand -----------------------------------------------------------------------------
     def _inference_mark(self) -> None:
-        """Integrate replicas asked and served up to now (called before either changes)."""
+        """Integrate reference replicas asked and served up to now (called before either changes)."""
         now = self.loop.now
         dt = now - self._inf_mark
         if dt > 0:
+            m = self.metrics
             for svc in self.services:
-                m = self.metrics
-                m.asked_s[svc.name] = m.asked_s.get(svc.name, 0.0) + self._asked[svc.name] * dt
-                m.served_s[svc.name] = m.served_s.get(svc.name, 0.0) + self._served.get(svc.name, 0) * dt
+                regions = self._svc_regions[svc.name]
+                m.asked_s[svc.name] = m.asked_s.get(svc.name, 0.0) + sum(r.want for r in regions) * dt
+                m.served_s[svc.name] = m.served_s.get(svc.name, 0.0) + sum(r.served() for r in regions) * dt
         self._inf_mark = now
+
+    def _replica_changed(self, job: SimJob, started: bool = False) -> None:
+        self._inference_mark()
+        key = (job.workload, next(iter(job.request.regions)))
+        region = self._regions.get(key)
+        if region is not None:
+            if started:
+                region.started(job)
+            self._unsized.add(key)
 
     def _demand(self, arg: tuple[Service, dict[str, int]]) -> None:
         svc, replicas = arg
         self._inference_mark()
+        for name in sorted(set(replicas) | {r for (s, r) in self._regions if s == svc.name}):
+            region = self._regions.get((svc.name, name))
+            if region is None:
+                region = self._regions[(svc.name, name)] = ServiceRegion(svc.speeds)
+                self._svc_regions[svc.name].append(region)
+            region.want = float(replicas.get(name, 0))
+            self._unsized.add((svc.name, name))
+        self._resize()
+
+    def _resize(self) -> None:
+        """Queue or stop replicas so each changed region serves its demand (services.py)."""
         now = self.loop.now
-        self._asked[svc.name] = sum(replicas.values())
-        regions = sorted(set(replicas) | {r for (s, r) in self._replicas if s == svc.name})
-        for region in regions:
-            want = replicas.get(region, 0)
-            live = self._replicas.setdefault((svc.name, region), [])
-            while len(live) > want:   # scale down: queued replicas first, then the newest running ones
-                victim = next((r for r in reversed(live) if r.state == QUEUED), live[-1])
-                live.remove(victim)
-                self.sched.stop(victim, now, "demand dropped")
-                victim.state = FINISHED
-                victim.finish_s = now
-                self.metrics.finished += 1
-            while len(live) < want:
-                n = self._replica_n.get((svc.name, region), 0)
-                self._replica_n[(svc.name, region)] = n + 1
-                job = svc.replica(region, n, now)
-                live.append(job)
-                self._arrive((job, None))
+        by_name = {svc.name: svc for svc in self.services}
+        for _ in range(64):  # replicas placed at once on arrival change their region again: until settled
+            if not self._unsized:
+                break
+            keys = sorted(self._unsized)
+            self._unsized.clear()
+            for key in keys:
+                self._resize_one(key, by_name[key[0]], now)
         self._want_pass()
+
+    def _resize_one(self, key: tuple[str, str], svc: Service, now: float) -> None:
+        region = self._regions[key]
+        change = region.reconcile()
+        if change.stop:
+            self._inference_mark()
+        for victim in change.stop:
+            self.sched.stop(victim, now, "demand dropped")
+            victim.state = FINISHED
+            victim.finish_s = now
+            self.metrics.finished += 1
+        region.forget(change.stop)
+        for _ in range(change.add):
+            job = svc.replica(key[1], region.made, now)
+            region.made += 1
+            region.live.append(job)
+            self._arrive((job, None))
 
     # -- failures, ramps, contracts -------------------------------------------------------------------
     def _fail(self, scope: str, target: str, domain: int | None, what: str, kind: str) -> None:
@@ -297,6 +333,12 @@ class Simulator:
         self._want_pass()
 
     # -- ticks ---------------------------------------------------------------------------------------
+    def _replan(self, _=None) -> None:
+        assert self.opt.planner is not None
+        self.engine.set_guide(self.opt.planner.plan(self.loop.now))
+        self.sched.wake_all()   # the plan changed every score: try waiting work again
+        self._want_pass()
+
     def _tick(self, _=None) -> None:
         now = self.loop.now
         self.state.now = now
@@ -326,6 +368,10 @@ class Simulator:
 
     # -- run -----------------------------------------------------------------------------------------
     def _setup(self) -> None:
+        if self.opt.planner is not None:
+            for t in self.opt.planner.times(self.t0):
+                if self.t0 <= t < self.t_end:
+                    self.loop.at(t, self._replan)
         if self.opt.scenario_workloads:
             streams, services = scenario_streams(self.p, self.catalog, self.rng, self.t0, self.t_end)
             for s in streams:
@@ -365,7 +411,9 @@ class Simulator:
             self._tick()
         self._inference_mark()
         wall = (wall_clock() - w0) if wall_clock else 0.0
-        return summarize(self, end, wall)
+        doc = summarize(self, end, wall)
+        doc["plans"] = list(self.opt.planner.log) if self.opt.planner is not None else []
+        return doc
 
     def _run_loop(self) -> None:
         self.loop.run(until=self.t_end)

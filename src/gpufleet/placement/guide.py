@@ -1,0 +1,44 @@
+"""A plan as the online engine reads it: per period, the GPUs the planner gives each workload (and each
+workload class) on each cluster, and what one more GPU-hour of each cluster's capacity is worth.
+
+The planner (`planning/guidance.py`) writes it; the `plan` and `shadow` scorers read it. Plain tuples in
+the fleet's cluster order, so a decision reads two lists and no plan object. Pure data, no solver here.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+
+Grid = tuple[tuple[float, ...], ...]   # [period][cluster]
+
+
+@dataclass(frozen=True)
+class Guide:
+    bounds_s: tuple[float, ...]          # P + 1 period bounds (seconds); period i is [bounds[i], bounds[i + 1])
+    clusters: tuple[str, ...]            # the clusters the grids' columns name
+    workloads: dict[str, Grid]           # workload -> average GPUs planned per period and cluster
+    kinds: dict[str, Grid]               # workload class -> the same, summed over its workloads
+    value: Grid                          # USD one more GPU-hour of capacity would save (capacity shadow price)
+    made_at_s: float = 0.0               # the time it was planned at
+    label: str = ""                      # what made it (shown in explanations and reports)
+
+    @property
+    def periods(self) -> int:
+        return len(self.bounds_s) - 1
+
+    def period(self, t: float) -> int:
+        """The period holding `t`, clamped to the plan's first and last."""
+        return min(max(bisect_right(self.bounds_s, t) - 1, 0), self.periods - 1)
+
+    def reorder(self, names: list[str]) -> Guide:
+        """The same guide with its columns in the order of `names` (a cluster it does not know: 0)."""
+        if tuple(names) == self.clusters:
+            return self
+        col = {c: i for i, c in enumerate(self.clusters)}
+
+        def take(grid: Grid) -> Grid:
+            return tuple(tuple(row[col[n]] if n in col else 0.0 for n in names) for row in grid)
+
+        return Guide(self.bounds_s, tuple(names), {w: take(g) for w, g in self.workloads.items()},
+                     {k: take(g) for k, g in self.kinds.items()}, take(self.value), self.made_at_s, self.label)
