@@ -31,7 +31,8 @@ PUBLIC = {("GET", "/health"), ("GET", "/metrics"),
 ADMIN_ONLY = {("PUT", "/v1/portfolio"), ("PUT", "/v1/teams/{name}"), ("POST", "/v1/tokens"),
               ("GET", "/v1/tokens"), ("DELETE", "/v1/tokens/{token_id}"), ("POST", "/v1/capacity"),
               ("GET", "/v1/spend"), ("GET", "/v1/backends/{name}/capacity-blocks"),
-              ("POST", "/v1/backends/{name}/capacity-blocks")}
+              ("POST", "/v1/backends/{name}/capacity-blocks"), ("POST", "/v1/plans"), ("GET", "/v1/plans"),
+              ("GET", "/v1/plans/{plan_id}")}
 ANY_TOKEN = {("GET", "/v1/whoami"), ("GET", "/v1/portfolio"), ("GET", "/v1/teams"), ("POST", "/v1/jobs"),
              ("GET", "/v1/jobs"), ("GET", "/v1/jobs/{job_id}"), ("POST", "/v1/jobs/{job_id}/cancel"),
              ("GET", "/v1/jobs/{job_id}/logs"), ("GET", "/v1/placements"), ("GET", "/v1/events"),

@@ -27,6 +27,22 @@ ServerOpt = Annotated[Optional[str], typer.Option("--server", help="server URL [
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(text: str, option: str) -> float:
+    """`90`, `900s`, `15m`, `6h`, `1d` as seconds (at least 10 s)."""
+    t = text.strip().lower()
+    unit = _UNITS.get(t[-1:], None)
+    try:
+        value = float(t[:-1] if unit else t) * (unit or 1.0)
+    except ValueError:
+        raise _bad(f"{option}: expected a duration such as 6h, 1d or 900s, found {text!r}") from None
+    if not 10 <= value <= 366 * 86400:
+        raise _bad(f"{option}: expected 10 s .. 366 days, found {text!r}")
+    return value
+
+
 # == serve =================================================================================================
 def serve(
     db: Annotated[Optional[str], typer.Option(help="database URL: sqlite:///PATH or postgresql://...; "
@@ -40,6 +56,8 @@ def serve(
                                                     "[env GPUFLEET_DATA_DIR]")] = None,
     poll: Annotated[float, typer.Option(help="seconds between backend polls")] = 1.0,
     profile: Annotated[Optional[str], typer.Option(help="placement profile (default: the scenario's)")] = None,
+    replan_every: Annotated[Optional[str], typer.Option(help="make a plan now and then every DURATION (e.g. 6h, "
+                                                         "1d, 900s) for the plan profile to follow")] = None,
     access_log: Annotated[bool, typer.Option(help="log every HTTP request")] = False,
     fast_path: Annotated[bool, typer.Option(help="answer well-formed submissions without the framework's "
                                             "layers (off: every request through the FastAPI route)")] = True,
@@ -63,9 +81,10 @@ def serve(
         raise _bad(f"--port: expected 1..65535, found {port}")
     if not 0.01 <= poll <= 3600:
         raise _bad(f"--poll: expected 0.01..3600 seconds, found {poll}")
+    every = _duration(replan_every, "--replan-every") if replan_every is not None else None
     try:
         settings = settings_from_env(db_url=db, data_dir=data_dir, backend=backend, scenario=scenario,
-                                     poll_s=poll, profile=profile, tune_gc=True)
+                                     poll_s=poll, profile=profile, tune_gc=True, replan_every_s=every)
         if backends_file is not None:
             from ..backends.base import BackendSet
             from ..backends.registry import backends_from_file, make_backend

@@ -33,6 +33,7 @@ from .control import (
 )
 from .metrics import Metrics
 from .routes import Ctx, fleet, jobs, money, ops
+from .routes import plans as plans_routes
 from .routes import tokens as tokens_routes
 
 log = logging.getLogger("gpufleet.server")
@@ -49,6 +50,20 @@ class Settings:
     backends: BackendSet | None = None   # injected (tests); default: built from `backend`
     clock: Callable[[], float] | None = None
     tune_gc: bool = False                # a server process of its own: freeze start-up objects, rarer GC passes
+    replan_every_s: float | None = None  # make a plan on this schedule (the `plan` profile follows it)
+
+
+async def _replanning(app: FastAPI, every_s: float) -> None:
+    """Plan every `every_s` seconds (the first one right away); a failed plan is logged and tried next time."""
+    while True:
+        if app.state.control.snapshot.portfolio is not None:
+            try:
+                await app.state.plan_now("scheduler", f"every {every_s:g} s")
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a refusal (portfolio changed meanwhile) or a solver failure
+                log.warning("scheduled plan not made: %s", getattr(e, "detail", e))
+        await asyncio.sleep(every_s)
 
 
 def default_backends(name: str, data_dir: str) -> BackendSet:
@@ -81,9 +96,12 @@ def create_app(settings: Settings) -> FastAPI:
             gc.collect()
             gc.freeze()
             gc.set_threshold(50_000, 20, 100)
+        schedule = asyncio.create_task(_replanning(app, settings.replan_every_s)) if settings.replan_every_s else None
         try:
             yield
         finally:
+            if schedule is not None:
+                schedule.cancel()
             await run_in_threadpool(control.stop)
             db.dispose()
 
@@ -173,7 +191,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     ctx = Ctx(control=control, db=db, tokens=tokens, clock=clock, metrics=metrics, backends=backends,
               principal=principal, admin=admin, run=run)
-    for add in (ops.add, fleet.add, tokens_routes.add, jobs.add, money.add):
+    for add in (ops.add, fleet.add, tokens_routes.add, jobs.add, money.add, plans_routes.add):
         add(app, ctx)
 
     def openapi() -> dict[str, Any]:

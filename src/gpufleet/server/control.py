@@ -33,7 +33,7 @@ from ..scheduling.translate import job_work
 from ..scheduling.work import QUEUED, RUNNING, Work
 from ..store import tables as T
 from ..store.db import identity
-from . import charges, recovery
+from . import charges, plans, recovery
 from .commands import (
     Cancel,
     Command,
@@ -320,6 +320,8 @@ class Control:
             return self.mark_capacity(s, c)
         if isinstance(c, ReserveCharge):
             return charges.reserve(s, c, self._need_engine(), self.backends, self.clock())
+        if isinstance(c, plans.InstallPlan):
+            return plans.install(self, s, c, self.clock())
         if isinstance(c, SettleCharge):
             answer, moved = charges.settle(s, c, self.backends, self._event)
             if moved:

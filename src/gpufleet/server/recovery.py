@@ -19,6 +19,7 @@ from ..model.workloads import Team as TeamSpec
 from ..placement.engine import Engine
 from ..scheduling.scheduler import SchedOptions, Scheduler
 from ..store import tables as T
+from . import plans
 from .dispatch import Active
 from .ledger import JOBS, PLACEMENTS
 
@@ -62,6 +63,7 @@ def rebuild(c: Control, s: Session, scenario: Any, now: float, actor: str) -> No
         c.ledger.actor = actor
         c.sched.replace_engine(engine, now, "its cluster left the portfolio or shrank")
         c.ledger.actor = "scheduler"
+    plans.reinstall(c, s)   # the newest plan of the portfolio in force, if any
     c.sched.wake_all()
 
 

@@ -45,6 +45,25 @@ class PortfolioVersion(Base):
     loaded_by: Mapped[str] = mapped_column(String(200))
 
 
+class StoredPlan(Base):
+    """Every plan the server made (on demand or on its schedule), with its inputs; the newest for the
+    portfolio in force is the one the `plan` profile follows."""
+
+    __tablename__ = "plans"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    made_at: Mapped[float] = mapped_column(Float)
+    made_by: Mapped[str] = mapped_column(String(200))
+    portfolio_id: Mapped[int] = mapped_column(BigInteger, index=True)   # the portfolio version it planned
+    horizon_from: Mapped[str] = mapped_column(String(10))
+    horizon_to: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(100))
+    objective_usd: Mapped[float] = mapped_column(Float)
+    gap: Mapped[float] = mapped_column(Float)
+    wall_s: Mapped[float] = mapped_column(Float)
+    inputs: Mapped[dict] = mapped_column(JSON)      # unmet penalty, why it was made
+    guide: Mapped[dict] = mapped_column(JSON)       # what the engine follows (placement/guide.py)
+
+
 class Team(Base):
     __tablename__ = "teams"
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
