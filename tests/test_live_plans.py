@@ -3,6 +3,7 @@ engine, installed again after a restart and dropped when the portfolio changes."
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from live_helpers import ADMIN, LIVE_SCENARIO, make_app, wait_for
@@ -104,3 +105,17 @@ def test_a_guide_survives_its_json_form():
     g = Guide(bounds_s=(0.0, 10.0, 20.0), clusters=("a", "b"), workloads={"w": ((1.0, 2.0), (3.0, 4.5))},
               kinds={"batch": ((1.0, 2.0), (3.0, 4.5))}, value=((0.0, 7.25), (0.0, 0.0)), made_at_s=5.0, label="x")
     assert guide_from(guide_doc(g)) == g
+
+
+@pytest.mark.parametrize("value,ok", [("6h", 21600.0), ("1d", 86400.0), ("900s", 900.0), ("90", 90.0),
+                                      ("15m", 900.0), ("soon", None), ("1s", None), ("nan", None), ("-5h", None)])
+def test_replan_every_takes_a_duration_and_refuses_anything_else(value, ok):
+    import typer
+
+    from gpufleet.cli.live import _duration
+    if ok is None:
+        with pytest.raises(typer.Exit) as e:
+            _duration(value, "--replan-every")
+        assert e.value.exit_code == 2   # bad input
+    else:
+        assert _duration(value, "--replan-every") == ok
