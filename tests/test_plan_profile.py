@@ -93,6 +93,10 @@ def test_a_guide_holds_the_plans_gpus_per_workload_and_class():
         mine = [i for i, x in enumerate(pr.streams.workloads) if x == w]
         want = result.usage[mine].sum(axis=0) / hours                   # [C, P]
         assert np.allclose(np.array(g.workloads[w]).T, want)
+    streams = [(s, n) for s, n in enumerate(pr.streams.names) if n != pr.streams.workloads[s]]
+    assert streams                                        # small.yaml's service in two regions
+    for s, name in streams:                               # a replica in a region follows its stream's row
+        assert name.startswith("chat@") and np.allclose(np.array(g.workloads[name]).T, result.usage[s] / hours)
     total = sum(np.array(grid) for grid in g.kinds.values())
     assert np.allclose(total.T, result.usage.sum(axis=0) / hours)
     assert np.allclose(np.array(g.value).T, result.capacity_value)

@@ -40,6 +40,8 @@ def guide_of(plan: Plan, made_at_s: float = 0.0, label: str = "") -> Guide:
         w, k = st.workloads[s], st.kinds[s]
         workloads[w] = workloads.get(w, 0.0) + gpus[s]
         kinds[k] = kinds.get(k, 0.0) + gpus[s]
+        if st.names[s] != w:      # a service in one region ("chat@us-east-1"): its replicas follow this row
+            workloads[st.names[s]] = gpus[s]
     bounds = tuple(to_seconds(d) for d in pr.periods.bounds)
     return Guide(bounds_s=bounds, clusters=tuple(pr.clusters),
                  workloads={w: _grid(g) for w, g in workloads.items()},

@@ -154,7 +154,8 @@ class Service:
         req = Request(id=f"{self.name}/{region}/{n}", gpus=self.gpus_per_replica, group=self.group,
                       speeds=self.speeds, team=self.team, kind="inference", priority=self.priority,
                       preemptible=self.preemptible, regions=frozenset([region]), providers=self.providers,
-                      checkpoint_interval_s=CHECKPOINT_S, spread_key=self.name, workload=self.name)
+                      checkpoint_interval_s=CHECKPOINT_S, spread_key=self.name,
+                      workload=f"{self.name}@{region}")   # the plan's stream: the service in this region
         return Work(req, now, math.inf, kind="inference", workload=self.name, min_providers=self.min_providers)
 
 
