@@ -1,4 +1,9 @@
-"""Bulk assembly of an LP: blocks of columns, rows and coefficients appended as arrays; one CSC at the end."""
+"""Bulk assembly of an LP: blocks of columns, rows and coefficients appended as arrays; one CSC at the end.
+
+`aggregate` derives a smaller, equivalent LP by merging columns (x = W · x_red, each merged column split among
+its members by fixed weights that sum to 1) and summing rows (R); solve.py solves that one and lifts its
+primal (W · x_red) and duals (Rᵀ · y_red) back onto the original columns and rows.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ class Lp:
     matrix: sp.csc_matrix
     offset: float
     layout: Any                       # the builder's map of where each block sits
+    reduced: Reduced | None = None  # an equivalent smaller LP to solve instead (see `aggregate`)
+    keys: Any = None                  # () -> (column keys, row keys) of the LP solved, for warm starts
 
     @property
     def n_cols(self) -> int:
@@ -27,6 +34,37 @@ class Lp:
     @property
     def n_rows(self) -> int:
         return len(self.row_lo)
+
+
+@dataclass(frozen=True)
+class Reduced:
+    """An LP equivalent to the original: x = lift · x_red, and each reduced row is a sum of original rows."""
+
+    lp: Lp
+    lift: sp.csr_matrix               # W [n_cols, n_red_cols]
+    rows: sp.csr_matrix               # R [n_red_rows, n_rows] (0/1)
+    col_ids: np.ndarray               # the original column each reduced column stands for
+    row_ids: np.ndarray               # the original row each reduced row stands for
+
+
+def aggregate(lp: Lp, col_rep: np.ndarray, col_w: np.ndarray, row_rep: np.ndarray) -> Reduced:
+    """Merge the columns sharing a representative (`col_rep[j]`, an original column with the same cost and
+    bounds as j) with weights `col_w` (each merged column's weights sum to 1), and sum the rows sharing
+    `row_rep`. Exact only when the caller has shown the restricted program loses nothing (model.py)."""
+    n, m = lp.n_cols, lp.n_rows
+    uc, ic = np.unique(col_rep, return_inverse=True)
+    ur, ir = np.unique(row_rep, return_inverse=True)
+    W = sp.csr_matrix((col_w, (np.arange(n), ic)), shape=(n, len(uc)))
+    R = sp.csr_matrix((np.ones(m), (ir, np.arange(m))), shape=(len(ur), m))
+    a = (R @ lp.matrix @ W).tocsc()
+    a.sum_duplicates()
+    a.sort_indices()
+    lo = np.zeros(len(ur))
+    hi = np.zeros(len(ur))
+    np.add.at(lo, ir, lp.row_lo)
+    np.add.at(hi, ir, lp.row_hi)
+    red = Lp(lp.cost[uc], lp.col_lo[uc], lp.col_hi[uc], lo, hi, a, lp.offset, None)
+    return Reduced(red, W, R, uc, ur)
 
 
 class Assembler:

@@ -19,23 +19,31 @@ Rows:
     commit     short[k] + Σ rate · billed GPU-hours ≥ commitment in the plan   (cost = max(commitment, drawn))
     aggregate, cap, n1 (policy_rows.py)
 Objective: reserved (a constant) + Σ rate · billed + Σ short + Σ option cost + penalty · Σ unmet.
+
+At scale (`MERGE_FROM_COLS`), inference and batch streams that may run on the same clusters at the same speeds
+are merged for the solve (`merge_groups`, exact): the LP is attached a reduced equivalent (assemble.aggregate)
+that solve.py solves and lifts back.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Literal
 
 import numpy as np
 
 from . import policy_rows
-from .assemble import Assembler, Lp
+from .assemble import Assembler, Lp, aggregate
 from .problem import Problem
 
 G = 1e3      # GPU-hours per LP unit: keeps capacities of 10^8 GPU-hours near 10^5
 M = 1e6      # dollars per objective unit
 INF = np.inf
 _NONE = np.zeros(0, np.int64)
+# Below this many columns HiGHS solves the LP as stated in well under a second, and small plans (the examples)
+# stay exactly the plans they were: merging picks the same optimum, but not always the same one of several.
+MERGE_FROM_COLS = 20_000
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,8 @@ class BuildOptions:
     n1: bool = True
     allow: np.ndarray | None = None         # [S, C] further restriction of where streams may run
     fixed_x: np.ndarray | None = None       # [S, C, P] GPU-hours: price this allocation instead of choosing one
+    merge: bool | None = None               # solve with identical streams merged (exact; see `merge_groups`);
+                                            # None: when the LP has at least MERGE_FROM_COLS columns
 
 
 @dataclass(frozen=True)
@@ -196,4 +206,118 @@ def build_lp(pr: Problem, o: BuildOptions = BuildOptions()) -> Lp:
     layout = Layout(x=(x0, xs, xc, xp), unmet=(u0, us, up), b=(b0, bc, bp), r=(r0, rk, rc, rp), short=s0,
                     opt=e0, y=(y0, groups), capacity=(cap0, cc, cp), billing=bill0, pool=(pool0, pk, pp),
                     demand=dem0, gang=(gang0, gs, gp), commit=com0, aggregate=agg0, cap=cap_rows, n1=n1_rows)
-    return A.lp(0.0 if list_obj else bl.fixed_usd / M, layout)
+    lp = A.lp(0.0 if list_obj else bl.fixed_usd / M, layout)
+    merge = o.merge if o.merge is not None else lp.n_cols >= MERGE_FROM_COLS
+    lp = _reduce(pr, lp, elig) if merge and not fixed else lp
+    rep = merge_groups(pr, elig) if lp.reduced is not None else np.arange(S)
+    return replace(lp, keys=partial(solved_keys, pr, lp, rep))
+
+
+def merge_groups(pr: Problem, elig: np.ndarray) -> np.ndarray:
+    """[S] the representative (first) stream of each stream's group: inference and batch streams of one kind
+    that may run on exactly the same clusters at the same speeds. Training streams stay alone (each has its own
+    gang rows and budget window).
+
+    Merging a group into one stream asking the group's total per period is exact: a merged plan splits back
+    onto the members in proportion to what each asks in the period (x_s = x_g · asked_s / asked_g, the same
+    for unmet), which meets every member's demand row, and every other row (capacity, billing, caps, N-1) and
+    the cost see only the sum; conversely any plan of the members sums to a merged plan of the same cost."""
+    st = pr.streams
+    rep = np.arange(st.n)
+    first: dict[tuple[str, bytes], int] = {}
+    speed = np.where(elig, st.speed, 0.0)
+    for s in range(st.n):
+        if st.kinds[s] != "training":
+            rep[s] = first.setdefault((st.kinds[s], speed[s].tobytes()), s)
+    return rep
+
+
+def _first_of(key: np.ndarray) -> np.ndarray:
+    """Position of the first element with the same key, for each element."""
+    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    return first[inv]
+
+
+def _reduce(pr: Problem, lp: Lp, elig: np.ndarray) -> Lp:
+    """Attach the LP with merged streams (`merge_groups`) to `lp`, when some group has several members."""
+    rep = merge_groups(pr, elig)
+    if (rep == np.arange(len(rep))).all():
+        return lp
+    S, C, P = pr.shape
+    L = lp.layout
+    x0, xs, xc, xp = L.x
+    u0, us, up = L.unmet
+    demand = pr.streams.demand
+    group = np.zeros((S, P))
+    np.add.at(group, rep, demand)
+    share = np.divide(demand, group[rep], out=np.ones((S, P)), where=group[rep] > 0)   # asked_s / asked_g
+    col_rep, col_w, row_rep = np.arange(lp.n_cols), np.ones(lp.n_cols), np.arange(lp.n_rows)
+    col_rep[x0:x0 + len(xs)] = x0 + _first_of((rep[xs] * C + xc) * P + xp)
+    col_w[x0:x0 + len(xs)] = share[xs, xp]
+    per = up >= 0
+    ukey = np.where(per, rep[us] * P + up, S * P + us)      # a training budget is its own key
+    ufirst = _first_of(ukey)
+    col_rep[u0:u0 + len(us)] = u0 + ufirst
+    col_w[u0:u0 + len(us)] = np.where(per, share[us, np.maximum(up, 0)], 1.0)
+    row_rep[L.demand:L.demand + len(us)] = L.demand + ufirst   # demand rows align with the unmet columns
+    return replace(lp, reduced=aggregate(lp, col_rep, col_w, row_rep))
+
+
+
+def _h(names) -> np.ndarray:
+    return np.array([hash(n) for n in names], np.int64).reshape(-1)
+
+
+def _put(out: np.ndarray, at: int, tag: int, a, b=0, p=-2) -> None:
+    n = max(len(np.atleast_1d(v)) for v in (a, b, p))
+    if n:
+        out[at:at + n] = np.column_stack([np.full(n, tag)] + [np.broadcast_to(v, (n,)) for v in (a, b, p)])
+
+
+def _names(pr: Problem, L: Layout, rep: np.ndarray) -> dict[str, np.ndarray]:
+    """Hashed names of everything a column or row is about, and each period's first day (-1: a budget)."""
+    bl = pr.billing
+    Q, P = len(pr.providers), pr.periods.n
+    g, q, p = np.indices((len(L.y[1]), Q, P)).reshape(3, -1)
+    return {"day": np.append(pr.periods.ordinals[:-1], -1), "s": _h(pr.streams.names)[rep], "c": _h(pr.clusters),
+            "q": _h(pr.providers), "pool": _h(k.contract for k in bl.pools),
+            "com": _h(k.contract for k in bl.commitments), "opt": _h(f"{e.contract}#{e.index}" for e in bl.options),
+            "lim": _h(f"{lim.label}@{lim.provider}" for lim in pr.limits),
+            "yg": _h(",".join(sorted(c)) for c in L.y[1])[g], "yq": _h(pr.providers)[q], "yp": p}
+
+
+def _block_keys(pr: Problem, lp: Lp, rep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[n, 4] int64 keys naming every column and row by what it means (kind, names, period start day), so two
+    LPs built for different horizons of one portfolio can be matched (a warm start). Names are hashed:
+    keys compare only within one process."""
+    L = lp.layout
+    n = _names(pr, L, rep)
+    d = n["day"]
+    cols, rows = np.zeros((lp.n_cols, 4), np.int64), np.zeros((lp.n_rows, 4), np.int64)
+    (x0, xs, xc, xp), (u0, us, up), (b0, bc, bp), (r0, rk, rc, rp) = L.x, L.unmet, L.b, L.r
+    _put(cols, x0, 0, n["s"][xs], n["c"][xc], d[xp])
+    _put(cols, u0, 1, n["s"][us], 0, d[up])
+    _put(cols, b0, 2, n["c"][bc], 0, d[bp])
+    _put(cols, r0, 3, n["pool"][rk], n["c"][rc], d[rp])
+    _put(cols, L.short, 4, n["com"])
+    _put(cols, L.opt, 5, n["opt"])
+    _put(cols, L.y[0], 6, n["yg"], n["yq"], d[n["yp"]])
+    (c0, cc, cp), (p0, pk, pp), (g0, gs, gp), (l0, ll, lq, lp_), (n0, nq, np_) = L.capacity, L.pool, L.gang, L.cap, L.n1
+    _put(rows, c0, 10, n["c"][cc], 0, d[cp])
+    _put(rows, L.billing, 11, n["c"][bc], 0, d[bp])
+    _put(rows, p0, 12, n["pool"][pk], 0, d[pp])
+    _put(rows, L.commit, 13, n["com"])
+    _put(rows, L.demand, 14, n["s"][us], 0, d[up])
+    _put(rows, g0, 15, n["s"][gs], 0, d[gp])
+    _put(rows, L.aggregate, 16, n["yg"], n["yq"], d[n["yp"]])
+    _put(rows, l0, 17, n["lim"][ll], n["q"][lq], d[lp_])
+    _put(rows, n0, 18, n["q"][nq], 0, d[np_])
+    return cols, rows
+
+
+def solved_keys(pr: Problem, lp: Lp, rep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keys of the columns and rows of the LP HiGHS solves (the reduced one when streams are merged)."""
+    cols, rows = _block_keys(pr, lp, rep)
+    if lp.reduced is None:
+        return cols, rows
+    return cols[lp.reduced.col_ids], rows[lp.reduced.row_ids]
