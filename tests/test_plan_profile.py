@@ -132,3 +132,16 @@ def test_a_simulation_with_the_plan_profile_replans_and_is_reproducible():
     # without a plan the profile still places work (every plan score is 1)
     free = Simulator(p, "plan", SimOptions(until_s=end), random.Random(3)).run()
     assert free["plans"] == [] and free["gpu_hours"] > 0
+
+
+def test_a_replan_starts_from_the_last_plan_and_finds_the_same_optimum_as_a_cold_one():
+    p = small()
+    end = to_seconds(date(2026, 7, 1))
+    r = Replanner(p, end, "monthly")
+    r.plan(to_seconds(date(2026, 1, 1)))
+    r.plan(to_seconds(date(2026, 2, 1)))
+    cold = solve_problem(build_problem(p, date(2026, 2, 1), date(2026, 7, 1)))
+    warm = r.log[1]
+    assert warm["status"] == cold.status == "optimal"
+    assert warm["objective_usd"] == pytest.approx(cold.objective_usd, rel=1e-9, abs=0.01)
+    assert warm["iterations"] <= cold.iterations

@@ -64,6 +64,7 @@ class Replanner:
         if self.every not in REPLAN or self.every == "off":
             raise ValueError(f"replan: expected one of {', '.join(REPLAN[1:])}, found {self.every!r}")
         self.log: list[dict] = []
+        self._last: Plan | None = None      # the previous plan: the next one warm-starts from it
 
     def times(self, start_s: float) -> list[float]:
         """When to plan: at the start, then at each period boundary before `until_s`."""
@@ -83,11 +84,13 @@ class Replanner:
             end = date.fromordinal(end.toordinal() + 1)
         t0 = self.clock() if self.clock else 0.0
         pr = build_problem(self.portfolio, start, end, unmet_penalty=self.unmet_penalty)
-        result = solve_problem(pr)
+        result = solve_problem(pr, start=self._last)
+        self._last = result
         took = (self.clock() - t0) if self.clock else 0.0
         self.log.append({"at": start.isoformat(), "to": end.isoformat(), "status": result.status,
                          "objective_usd": round(result.objective_usd, 2), "gap": result.gap,
-                         "variables": result.variables, "wall_s": round(took, 3)})
+                         "variables": result.variables, "iterations": result.iterations,
+                         "wall_s": round(took, 3)})
         return guide_of(result, now_s, f"plan {start.isoformat()}..{end.isoformat()}")
 
 

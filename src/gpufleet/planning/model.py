@@ -269,7 +269,10 @@ def _h(names) -> np.ndarray:
 
 
 def _put(out: np.ndarray, at: int, tag: int, a, b=0, p=-2) -> None:
-    n = max(len(np.atleast_1d(v)) for v in (a, b, p))
+    """Write keys (tag, a, b, p) from `at` on; array operands give the count (none of them: one key), scalars
+    are repeated. An empty block (e.g. no reservation covers any cluster) writes nothing."""
+    arrays = [v for v in (a, b, p) if np.ndim(v) > 0]
+    n = len(arrays[0]) if arrays else 1
     if n:
         out[at:at + n] = np.column_stack([np.full(n, tag)] + [np.broadcast_to(v, (n,)) for v in (a, b, p)])
 

@@ -16,9 +16,10 @@ def _no_clock() -> float:
 
 
 def solve_problem(pr: Problem, options: BuildOptions = BuildOptions(), clock: Clock = _no_clock,
-                  threads: int | None = None) -> Plan:
+                  threads: int | None = None, start: Plan | None = None) -> Plan:
+    """`start`: an earlier plan of the same portfolio (a re-plan): the simplex starts from its basis."""
     t0 = clock()
     lp = build_lp(pr, options)
     build_s = clock() - t0
-    sol = solve(lp, clock, threads=threads)
+    sol = solve(lp, clock, threads=threads, start=start.solution if start is not None else None)
     return extract(pr, lp, sol, build_s)

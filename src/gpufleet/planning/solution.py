@@ -45,6 +45,7 @@ class Plan:
     iterations: int
     build_s: float
     solve_s: float
+    solution: Solution | None = None   # the solver's answer as it came (a later re-plan warm-starts from it)
 
     @property
     def use_cp(self) -> np.ndarray:
@@ -99,7 +100,7 @@ def extract(pr: Problem, lp: Lp, sol: Solution, build_s: float) -> Plan:
         billed=billed, covered=covered, shortfall_usd=shortfall, options_gpus=options,
         capacity_value=capacity_value, cap_rows=cap_rows, n1_rows=n1_rows, gang_value=gang_value,
         variables=lp.n_cols, constraints=lp.n_rows, nonzeros=int(lp.matrix.nnz), iterations=sol.iterations,
-        build_s=build_s, solve_s=sol.solve_s)
+        build_s=build_s, solve_s=sol.solve_s, solution=sol)
 
 
 def _shadow(pr: Problem, L: Layout, v: np.ndarray, rd: np.ndarray):
