@@ -92,13 +92,13 @@ def plan(cands: list[ClusterState], req: Request, fleet: FleetState, ctx: dict) 
     g = fleet.guide
     if g is None:
         return [1.0] * len(cands)
-    p, gpus = g.period(fleet.now), req.gpus
-    grid = g.workloads.get(req.workload) if req.workload is not None else None
+    p, gpus, workload = g.period(fleet.now), req.gpus, req.workload
+    grid = g.workloads.get(workload) if workload is not None else None
     out = []
-    if grid is not None:
+    if grid is not None and workload is not None:
         row, used = grid[p], fleet.workload_used
         for cs in cands:
-            room = row[cs.index] - used.get((req.workload, cs.index), 0)
+            room = row[cs.index] - used.get((workload, cs.index), 0)
             out.append(min(1.0, max(0.0, room) / gpus))
         return out
     grid = g.kinds.get(req.kind)

@@ -200,7 +200,7 @@ class Simulator:
 
     def _replica_changed(self, job: SimJob, started: bool = False) -> None:
         self._inference_mark()
-        key = (job.workload, next(iter(job.request.regions)))
+        key = (job.workload, next(iter(job.request.regions or ("",))))   # a replica names its one region
         region = self._regions.get(key)
         if region is not None:
             if started:
