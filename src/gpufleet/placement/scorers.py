@@ -14,12 +14,18 @@ from .state import ClusterState, FleetState
 
 Scorer = Callable[[list[ClusterState], Request, FleetState, dict], list[float]]
 
-PRICE_FLOOR = 0.50  # $/GPU-hour added to both sides of a price ratio, so near-free capacity does not zero the rest
+PRICE_FLOOR = 0.50  # $/GPU-hour added to every rate before a price ratio, so near-free capacity does not zero the rest
 
 
 def _ratio_to_cheapest(prices: list[float]) -> list[float]:
-    top = min(prices) + PRICE_FLOOR
-    return [top / (p + PRICE_FLOOR) for p in prices]
+    top = min(prices)
+    return [top / p for p in prices]
+
+
+def _per_useful_hour(rates: list[float], cands: list[ClusterState], speeds: dict[str, float]) -> list[float]:
+    """$/GPU-hour → $ per useful GPU-hour, each rate floored first: even paid-for capacity is worth something,
+    so of two free clusters the faster one is the cheaper per unit of work."""
+    return [(r + PRICE_FLOOR) / speeds[cs.gpu] for r, cs in zip(rates, cands)]
 
 
 def cost(cands: list[ClusterState], req: Request, fleet: FleetState, ctx: dict) -> list[float]:
@@ -37,13 +43,12 @@ def cost(cands: list[ClusterState], req: Request, fleet: FleetState, ctx: dict) 
             r = by_group[cs.cost_group] = marginal_cost(cs, gpus, now, shared)
         rates.append(r)
     ctx["cost_per_gpu_hour"] = rates
-    return _ratio_to_cheapest([r / speeds[cs.gpu] for r, cs in zip(rates, cands)])
+    return _ratio_to_cheapest(_per_useful_hour(rates, cands, speeds))
 
 
 def list_price(cands: list[ClusterState], req: Request, fleet: FleetState, ctx: dict) -> list[float]:
     """Cheapest list price per useful GPU-hour, ignoring every contract (the SkyPilot-like baseline)."""
-    speeds = req.speeds
-    return _ratio_to_cheapest([cs.list_price / speeds[cs.gpu] for cs in cands])
+    return _ratio_to_cheapest(_per_useful_hour([cs.list_price for cs in cands], cands, req.speeds))
 
 
 def packing(cands: list[ClusterState], req: Request, fleet: FleetState, ctx: dict) -> list[float]:
@@ -121,7 +126,7 @@ def shadow(cands: list[ClusterState], req: Request, fleet: FleetState, ctx: dict
         return scores
     row, speeds = g.value[g.period(fleet.now)], req.speeds
     rates = ctx["cost_per_gpu_hour"]
-    return _ratio_to_cheapest([(r + row[cs.index]) / speeds[cs.gpu] for r, cs in zip(rates, cands)])
+    return _ratio_to_cheapest(_per_useful_hour([r + row[cs.index] for r, cs in zip(rates, cands)], cands, speeds))
 
 
 SCORERS: dict[str, Scorer] = {"cost": cost, "list_price": list_price, "packing": packing,
