@@ -61,7 +61,6 @@ def make_plan(portfolio: Portfolio, portfolio_id: int, now_s: float, actor: str,
     start, end = to_date(now_s), portfolio.end
     if end <= start:
         raise Refused(f"the portfolio ends on {end}: nothing is left to plan", 409)
-    start = min(start, end - timedelta(days=1))
     t0 = clock()
     plan = solve_problem(build_problem(portfolio, start, end, unmet_penalty=unmet_penalty))
     wall = clock() - t0

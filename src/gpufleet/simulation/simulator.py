@@ -80,6 +80,7 @@ class Simulator:
         self._pass_pending = False
         self._last_tick = self.t0
         self.services: list[Service] = []
+        self._services: dict[str, Service] = {}
         self._regions: dict[tuple[str, str], ServiceRegion] = {}     # (service, region) -> its replicas
         self._svc_regions: dict[str, list[ServiceRegion]] = {}
         self._unsized: set[tuple[str, str]] = set()                   # regions whose replicas changed
@@ -105,6 +106,7 @@ class Simulator:
 
     def add_service(self, svc: Service) -> None:
         self.services.append(svc)
+        self._services[svc.name] = svc
         self._svc_regions.setdefault(svc.name, [])
         # Demand already in force at the start counts from the start: only its latest level matters.
         before = [d for d in svc.demand if d[0] <= self.t0]
@@ -222,7 +224,7 @@ class Simulator:
     def _resize(self) -> None:
         """Queue or stop replicas so each changed region serves its demand (services.py)."""
         now = self.loop.now
-        by_name = {svc.name: svc for svc in self.services}
+        by_name = self._services
         for _ in range(64):  # replicas placed at once on arrival change their region again: until settled
             if not self._unsized:
                 break
