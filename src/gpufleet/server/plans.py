@@ -11,7 +11,6 @@ plan (the old one names clusters that may be gone).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
 from sqlalchemy import func, select
