@@ -104,6 +104,49 @@ def concentration(cands: list[ClusterState], req: Request, fleet: FleetState) ->
     return [cs for cs in cands if cs.provider not in over], [(cs, over[cs.provider]) for cs in cands if cs.provider in over]
 
 
+def reservation(cands: list[ClusterState], req: Request, fleet: FleetState) -> tuple[list[ClusterState], Rejected]:
+    """Room the plan keeps for its gangs: the whole runs the plan expects on each cluster this period
+    (`Guide.held`) are held (from a lead before the workload's first run) until they hold their GPUs, in
+    free groups of their tensor-parallel size, and other work of no higher priority may not break into them.
+    Without a plan, or with no gang in it, nothing is held."""
+    g = fleet.guide
+    if g is None or not g.gangs:
+        return cands, []
+    now, used = fleet.now, fleet.workload_used
+    p = g.period(now)
+    held: list[dict[int, int]] = [{} for _ in cands]   # per candidate: group size -> groups held
+    for w, (_, group, priority, hold_from) in g.gangs.items():
+        if w == req.workload or req.priority > priority or now < hold_from:
+            continue
+        row = g.held[w][p]
+        for j, cs in enumerate(cands):
+            hold = row[cs.index]
+            if hold > 0:
+                short = int(hold) - used.get((w, cs.index), 0)
+                if short > 0:
+                    held[j][group] = held[j].get(group, 0) + -(-short // group)
+    out: Rejected = []
+    for cs, h in zip(cands, held):
+        for group, need in h.items():
+            lost = _groups_lost(cs, req, group)
+            if cs.domains.count_groups(group, need + lost) < need + lost:
+                out.append((cs, Reject("reservation", "the plan holds {:,} free group(s) of {} GPUs here for its gangs "
+                                       "and this request would break {:,} of them", (need, group, lost))))
+                break
+    if not out:
+        return cands, []
+    bad = {cs.index for cs, _ in out}
+    return [cs for cs in cands if cs.index not in bad], out
+
+
+def _groups_lost(cs: ClusterState, req: Request, g: int) -> int:
+    """Free groups of g GPUs the request would take: one group goes best-fit into the fullest domain it fits."""
+    if req.groups == 1:
+        k = cs.domains.best_fit_level(req.group)
+        return k // g - (k - req.group) // g if k >= 0 else 0
+    return -(-req.gpus // g)
+
+
 # -- cluster-independent (checked once per decision) -------------------------------------------------
 def quota(req: Request, fleet: FleetState) -> Reject | None:
     """Team quota, with borrowing of idle quota inside the team's cohort (Kueue-style)."""
@@ -134,4 +177,4 @@ STATIC_FILTERS: dict[str, Filter] = {"gpu_type": gpu_type, "region_provider": re
 # Cluster filters read one cluster's state only, so the engine caches their verdict until that cluster changes;
 # fleet filters read fleet-wide counters and run on every decision.
 CLUSTER_FILTERS: dict[str, BatchFilter] = {"health": health, "capacity": capacity}
-FLEET_FILTERS: dict[str, BatchFilter] = {"concentration": concentration}
+FLEET_FILTERS: dict[str, BatchFilter] = {"concentration": concentration, "reservation": reservation}

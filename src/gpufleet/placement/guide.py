@@ -3,14 +3,25 @@ workload class) on each cluster, and what one more GPU-hour of each cluster's ca
 
 The planner (`planning/guidance.py`) writes it; the `plan` and `shadow` scorers read it. Plain tuples in
 the fleet's cluster order, so a decision reads two lists and no plan object. Pure data, no solver here.
+`gangs` names the gang workloads the plan places and `held` the whole runs of them it expects on each cluster:
+the `reservation` filter keeps room for those runs.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 Grid = tuple[tuple[float, ...], ...]   # [period][cluster]
+
+
+class Gang(NamedTuple):
+    """A gang workload the plan runs: the room one run needs is held for it from `hold_from_s` on."""
+    gpus: int              # GPUs one run holds
+    group: int             # in tensor-parallel groups of this many GPUs inside one NVLink domain
+    priority: int          # work of higher priority is not kept out of the room
+    hold_from_s: float     # when holding starts (a lead before the workload's first run)
 
 
 @dataclass(frozen=True)
@@ -22,6 +33,8 @@ class Guide:
     value: Grid                          # USD one more GPU-hour of capacity would save (capacity shadow price)
     made_at_s: float = 0.0               # the time it was planned at
     label: str = ""                      # what made it (shown in explanations and reports)
+    gangs: dict[str, Gang] = field(default_factory=dict)  # the gang workloads the plan runs
+    held: dict[str, Grid] = field(default_factory=dict)   # gang workload -> GPUs of whole runs to hold
 
     @property
     def periods(self) -> int:
@@ -41,4 +54,6 @@ class Guide:
             return tuple(tuple(row[col[n]] if n in col else 0.0 for n in names) for row in grid)
 
         return Guide(self.bounds_s, tuple(names), {w: take(g) for w, g in self.workloads.items()},
-                     {k: take(g) for k, g in self.kinds.items()}, take(self.value), self.made_at_s, self.label)
+                     {k: take(g) for k, g in self.kinds.items()}, take(self.value), self.made_at_s, self.label,
+                     self.gangs, {w: take(h) for w, h in self.held.items()})
+

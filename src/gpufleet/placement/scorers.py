@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .costs import marginal_cost
+from .guide import Guide
 from .request import Request
 from .state import ClusterState, FleetState
 
@@ -92,28 +93,34 @@ def headroom(cands: list[ClusterState], req: Request, fleet: FleetState, ctx: di
 
 def plan(cands: list[ClusterState], req: Request, fleet: FleetState, ctx: dict) -> list[float]:
     """Follow the plan: 1 where the plan gives this workload (else its class) room for the request on the
-    cluster now, the share of the request that fits in what is left of it, 0 where it plans none.
+    cluster now, the share of the request that fits in what is left of it, 0 where it plans none. Room the
+    plan gives a gang whose runs have not begun to be held (`reservation`) counts as room for anyone.
     Without a plan every candidate scores 1 (the other scorers decide)."""
     g = fleet.guide
     if g is None:
         return [1.0] * len(cands)
     p, gpus, workload = g.period(fleet.now), req.gpus, req.workload
+    spare = _not_yet_held(g, p, fleet.now, workload, req.kind)
     grid = g.workloads.get(workload) if workload is not None else None
-    out = []
     if grid is not None and workload is not None:
         row, used = grid[p], fleet.workload_used
-        for cs in cands:
-            room = row[cs.index] - used.get((workload, cs.index), 0)
-            out.append(min(1.0, max(0.0, room) / gpus))
-        return out
-    grid = g.kinds.get(req.kind)
-    if grid is None:
+        return [min(1.0, max(0.0, row[cs.index] + (spare[cs.index] if spare else 0.0)
+                             - used.get((workload, cs.index), 0)) / gpus) for cs in cands]
+    kind_grid = g.kinds.get(req.kind)
+    if kind_grid is None and not spare:
         return [0.0] * len(cands)
-    row = grid[p]
-    for cs in cands:
-        room = row[cs.index] - cs.kind_used.get(req.kind, 0)
-        out.append(min(1.0, max(0.0, room) / gpus))
-    return out
+    krow = kind_grid[p] if kind_grid is not None else None
+    return [min(1.0, max(0.0, (krow[cs.index] if krow else 0.0) + (spare[cs.index] if spare else 0.0)
+                         - cs.kind_used.get(req.kind, 0)) / gpus) for cs in cands]
+
+
+def _not_yet_held(g: Guide, p: int, now: float, workload: str | None, kind: str) -> list[float] | None:
+    """Per cluster, the GPUs the plan gives this period to gangs whose room is not held yet (None: none)."""
+    early = [w for w, gang in g.gangs.items() if now < gang.hold_from_s and w != workload]
+    if not early or (workload is None and kind == "training"):
+        return None
+    rows = [g.workloads[w][p] for w in early]
+    return [sum(col) for col in zip(*rows)]
 
 
 def shadow(cands: list[ClusterState], req: Request, fleet: FleetState, ctx: dict) -> list[float]:

@@ -11,7 +11,8 @@ from datetime import date
 import numpy as np
 
 from ..model.scenario import Portfolio
-from ..placement.guide import Grid, Guide
+from ..model.workloads import TrainingWorkload
+from ..placement.guide import Gang, Grid, Guide
 from ..placement.state import to_date, to_seconds
 from .periods import add_months
 from .planner import solve_problem
@@ -28,8 +29,19 @@ def _grid(a: np.ndarray) -> Grid:
     return tuple(tuple(float(x) for x in row) for row in a.T)
 
 
-def guide_of(plan: Plan, made_at_s: float = 0.0, label: str = "") -> Guide:
-    """The plan's GPUs per workload, class and cluster (average over each period) and its capacity prices."""
+HOLD_LEAD_S = 21_600.0   # room for a gang is held from 6 h before its first run: work of a few hours drains out
+
+
+def gangs_of(portfolio: Portfolio) -> dict[str, Gang]:
+    """The portfolio's gang workloads (training runs): GPUs one run holds, its priority, when to hold from."""
+    return {w.name: Gang(w.gpus, w.tp, w.priority, to_seconds(w.start) - HOLD_LEAD_S)
+            for w in portfolio.workloads if isinstance(w, TrainingWorkload)}
+
+
+def guide_of(plan: Plan, made_at_s: float = 0.0, label: str = "",
+             gangs: dict[str, Gang] | None = None) -> Guide:
+    """The plan's GPUs per workload, class and cluster (average over each period) and its capacity prices;
+    `gangs` (from `gangs_of`): the gang workloads whose runs the engine keeps room for."""
     pr = plan.problem
     hours = np.asarray(pr.periods.hours, float)
     gpus = plan.usage / np.maximum(hours, 1e-9)[None, None, :]           # [S, C, P] average GPUs
@@ -46,7 +58,30 @@ def guide_of(plan: Plan, made_at_s: float = 0.0, label: str = "") -> Guide:
     return Guide(bounds_s=bounds, clusters=tuple(pr.clusters),
                  workloads={w: _grid(g) for w, g in workloads.items()},
                  kinds={k: _grid(g) for k, g in kinds.items()}, value=_grid(plan.capacity_value),
-                 made_at_s=made_at_s, label=label)
+                 made_at_s=made_at_s, label=label,
+                 gangs={w: v for w, v in (gangs or {}).items() if w in workloads},
+                 held={w: _whole_runs(workloads[w], v.gpus) for w, v in (gangs or {}).items() if w in workloads})
+
+
+def _whole_runs(gpus: np.ndarray, size: int) -> Grid:
+    """[C, P] average GPUs of a gang workload → per period and cluster, the GPUs of the whole runs to hold:
+    as many runs as the plan's total rounds to, on the clusters it gives the most of them (a fractional
+    plan that splits one run over two clusters holds it once, where the larger part is)."""
+    out = np.zeros_like(gpus)
+    for p in range(gpus.shape[1]):
+        col = gpus[:, p] / size
+        runs = int(np.floor(col.sum() + 0.5))
+        whole = np.floor(col + 1e-9)
+        left = runs - int(whole.sum())
+        if left > 0:
+            for c in np.argsort(-(col - whole), kind="stable")[:left]:
+                whole[c] += 1
+        elif left < 0:
+            whole[:] = 0
+            for c in np.argsort(-col, kind="stable")[:runs]:
+                whole[c] = 1
+        out[:, p] = whole * size
+    return _grid(out)
 
 
 @dataclass
@@ -91,7 +126,7 @@ class Replanner:
                          "objective_usd": round(result.objective_usd, 2), "gap": result.gap,
                          "variables": result.variables, "iterations": result.iterations,
                          "wall_s": round(took, 3)})
-        return guide_of(result, now_s, f"plan {start.isoformat()}..{end.isoformat()}")
+        return guide_of(result, now_s, f"plan {start.isoformat()}..{end.isoformat()}", gangs_of(self.portfolio))
 
 
 def _next_month_start(d: date, n: int) -> date:

@@ -17,9 +17,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..model.scenario import Portfolio
-from ..placement.guide import Guide
+from ..placement.guide import Gang, Guide
 from ..placement.state import to_date
-from ..planning.guidance import guide_of
+from ..planning.guidance import gangs_of, guide_of
 from ..planning.planner import solve_problem
 from ..planning.problem import DEFAULT_UNMET_PENALTY, build_problem
 from ..store import tables as T
@@ -34,7 +34,9 @@ def guide_doc(g: Guide) -> dict[str, Any]:
     return {"bounds_s": list(g.bounds_s), "clusters": list(g.clusters),
             "workloads": {w: [list(r) for r in grid] for w, grid in g.workloads.items()},
             "kinds": {k: [list(r) for r in grid] for k, grid in g.kinds.items()},
-            "value": [list(r) for r in g.value], "made_at_s": g.made_at_s, "label": g.label}
+            "value": [list(r) for r in g.value], "made_at_s": g.made_at_s, "label": g.label,
+            "gangs": {w: list(v) for w, v in g.gangs.items()},
+            "held": {w: [list(r) for r in grid] for w, grid in g.held.items()}}
 
 
 def guide_from(doc: dict[str, Any]) -> Guide:
@@ -43,7 +45,9 @@ def guide_from(doc: dict[str, Any]) -> Guide:
     return Guide(bounds_s=tuple(float(x) for x in doc["bounds_s"]), clusters=tuple(doc["clusters"]),
                  workloads={w: grid(g) for w, g in doc["workloads"].items()},
                  kinds={k: grid(g) for k, g in doc["kinds"].items()}, value=grid(doc["value"]),
-                 made_at_s=float(doc.get("made_at_s", 0.0)), label=str(doc.get("label", "")))
+                 made_at_s=float(doc.get("made_at_s", 0.0)), label=str(doc.get("label", "")),
+                 gangs={w: Gang(int(v[0]), int(v[1]), int(v[2]), float(v[3])) for w, v in doc.get("gangs", {}).items()},
+                 held={w: grid(g) for w, g in doc.get("held", {}).items()})
 
 
 # -- making one ------------------------------------------------------------------------------------------
@@ -68,7 +72,7 @@ def make_plan(portfolio: Portfolio, portfolio_id: int, now_s: float, actor: str,
               "inputs": {"unmet_penalty_usd_per_gpu_hour": unmet_penalty, "why": why,
                          "variables": plan.variables, "constraints": plan.constraints}}
     label = f"plan {start.isoformat()}..{end.isoformat()}"
-    return InstallPlan(actor=actor, portfolio_id=portfolio_id, guide=guide_of(plan, now_s, label), record=record)
+    return InstallPlan(actor=actor, portfolio_id=portfolio_id, guide=guide_of(plan, now_s, label, gangs_of(portfolio)), record=record)
 
 
 def latest_portfolio_id(s: Session) -> int | None:
