@@ -22,15 +22,15 @@ from concurrent.futures import ProcessPoolExecutor
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
 from gpufleet.files import parse_scenario  # noqa: E402
+from gpufleet.placement.state import to_seconds  # noqa: E402
 from gpufleet.planning import build_problem, solve_problem  # noqa: E402
-from gpufleet.planning.accounts import cost_breakdown  # noqa: E402
+from gpufleet.planning.accounts import bound_usd  # noqa: E402
 from gpufleet.planning.guidance import Replanner  # noqa: E402
 from gpufleet.planning.periods import add_months  # noqa: E402
-from gpufleet.placement.state import to_seconds  # noqa: E402
 from gpufleet.simulation.simulator import SimOptions, Simulator  # noqa: E402
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples")
-SCENARIOS = ["frontier-lab.yaml", "frontier-dense.yaml", "frontier-pool.yaml"]
+SCENARIOS = ["frontier-lab.yaml", "frontier-dense.yaml", "frontier-pool.yaml", "posttrain-crunch.yaml"]
 PROFILES = ["plan", "cost", "list-price"]
 
 
@@ -55,12 +55,11 @@ def lp_bound(path: str, months: int) -> dict:
     t0 = time.perf_counter()
     pr = build_problem(p, p.start, add_months(p.start, months))
     plan = solve_problem(pr)
-    parts = cost_breakdown(plan, pr)
     st = pr.streams
     inf = st.kind_mask(frozenset(["inference"]))
     asked = float(st.demand[inf].sum())
     served = 1.0 - float(plan.unmet[inf].sum()) / asked if asked else 1.0
-    return {"scenario": path, "lp_usd": parts["total_usd"] - parts["unmet_penalty_usd"], "served": served,
+    return {"scenario": path, "lp_usd": bound_usd(plan, pr), "served": served,
             "status": plan.status, "wall_s": round(time.perf_counter() - t0, 3)}
 
 

@@ -8,7 +8,7 @@ from typing import Self
 import pytest
 from cli_helpers import gpufleet
 
-from gpufleet.cli import demo
+from gpufleet.cli import demo, demo_choice
 
 
 class InProcessPool:
@@ -32,6 +32,7 @@ def short_demo(monkeypatch):
     """The demo as it is, over its first days only (the outage falls outside; the full ramp takes ~40 s)."""
     monkeypatch.setattr(demo, "ProcessPoolExecutor", InProcessPool)
     monkeypatch.setattr(demo, "DEMO_UNTIL", "2025-11-04")
+    monkeypatch.setattr(demo_choice, "CHOICE_MONTHS", 1)
 
 
 @pytest.mark.parametrize("json_args", [("--json",), ("--json", "-")])
@@ -41,6 +42,10 @@ def test_demo_json_on_stdout_is_one_document_and_the_narration_goes_to_stderr(sh
     assert r.code == 0, r.err
     doc = json.loads(r.out)  # nothing but the document on stdout
     assert [run["profile"] for run in doc["runs"]] == list(demo.PROFILES)
+    choice = doc["choice"]                   # posttrain-crunch: following the plan beats greedy marginal cost
+    assert [run["profile"] for run in choice["runs"]] == list(demo_choice.CHOICE_PROFILES)
+    assert choice["ratio_to_lp"]["plan"] < 1.05 < 1.5 < choice["ratio_to_lp"]["cost"]
+    assert "Plan: on posttrain-crunch" in r.err
     assert "gpufleet demo:" in r.err and "Cost: placing by effective cost" in r.err
     assert f"report written to {report}" in r.err
     assert report.is_file()

@@ -10,6 +10,7 @@ from typer.core import TyperCommand
 
 from ..files import load_scenario
 from .common import err, example_path, out, scenario_or_exit
+from .demo_choice import CHOICE, CHOICE_PROFILES, choice_doc, choice_note, choice_table, lp_bound, run_choice
 from .simulate import build_simulator, run_with_progress, summary_table, write_outputs
 
 DEMO_UNTIL = "2027-01-01"                 # the AWS UltraServer ramp completes by the end of 2026
@@ -19,6 +20,8 @@ PROFILES = ("cost", "list-price")
 
 def _one(args: tuple[str, str, int]) -> dict:
     file, profile, seed = args
+    if file == CHOICE:
+        return run_choice(profile, seed)
     p = load_scenario(file)
     sim = build_simulator(p, profile=profile, queue="priority", seed=seed, until=DEMO_UNTIL, fail=[DEMO_OUTAGE],
                           random_failures=True)
@@ -94,12 +97,17 @@ def demo(report: Annotated[str, typer.Option(help="where to write the HTML repor
     p = scenario_or_exit(file)
     say = err if json_out == "-" else out  # stdout then holds the JSON document alone
     say.print(f"gpufleet demo: [bold]{p.scenario.name}[/], {p.start} .. {DEMO_UNTIL}, outage {DEMO_OUTAGE}, "
-              f"profiles {' vs '.join(PROFILES)} (two runs in parallel)...")
+              f"profiles {' vs '.join(PROFILES)}; then {CHOICE.removesuffix('.yaml')}, profiles "
+              f"{' vs '.join(CHOICE_PROFILES)} against the LP bound (four runs, two at a time)...")
+    jobs = [(file, prof, seed) for prof in PROFILES] + [(CHOICE, prof, seed) for prof in CHOICE_PROFILES]
     with ProcessPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(_one, [(file, prof, seed) for prof in PROFILES]))
+        done = list(pool.map(_one, jobs))
+    results, choice = done[:len(PROFILES)], done[len(PROFILES):]
+    lp = lp_bound()
     say.print(summary_table(results))
-    notes = _notes(*results)
+    say.print(choice_table(choice, lp))
+    notes = _notes(*results) + [choice_note(choice, lp)]
     for n in notes:
         say.print(f"- {n}")
-    write_outputs(results, p, json_out, report, notes)
+    write_outputs(results, p, json_out, report, notes, extra={"choice": choice_doc(choice, lp)})
     say.print(f"report written to [bold]{report}[/]")

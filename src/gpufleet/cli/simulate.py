@@ -153,9 +153,10 @@ def summary_table(results: list[dict]) -> Table:
 
 
 def write_outputs(results: list[dict], p: Portfolio, json_out: str | None, report: str | None,
-                  notes: list[str] | None = None) -> None:
+                  notes: list[str] | None = None, extra: dict | None = None) -> None:
+    """The JSON document (one run, or `{"runs": [...]}` plus `extra`'s keys) and the HTML report."""
     if json_out:
-        doc = results[0] if len(results) == 1 else {"runs": results}
+        doc = results[0] if len(results) == 1 and not extra else {"runs": results, **(extra or {})}
         if json_out == "-":
             emit_json(doc)
         else:

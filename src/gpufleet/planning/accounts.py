@@ -132,5 +132,12 @@ def cost_breakdown(plan: Plan, pr: Problem) -> dict[str, float]:
     return {k: _r(v) for k, v in parts.items()}
 
 
+def bound_usd(plan: Plan, pr: Problem) -> float:
+    """The plan's cost without the unmet-demand penalty: on its window, no placement of the same work in the
+    same units costs less (the LP bound online decisions are measured against)."""
+    parts = cost_breakdown(plan, pr)
+    return parts["total_usd"] - parts["unmet_penalty_usd"]
+
+
 def wasted_usd(plan: Plan, pr: Problem) -> float:
     return float(sum(r["wasted_usd"] for r in per_contract(plan, pr)))
