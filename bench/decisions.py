@@ -63,6 +63,11 @@ def lp_bound(path: str, months: int) -> dict:
             "status": plan.status, "wall_s": round(time.perf_counter() - t0, 3)}
 
 
+def _ratio(cost: float, bound: float) -> float | None:
+    """Simulated cost over the bound; None when the bound is 0 (a scenario without work to place)."""
+    return round(cost / bound, 4) if bound > 0 else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--months", type=int, default=3)
@@ -81,7 +86,7 @@ def main() -> None:
         res = {k: f.result() for k, f in sims.items()}
     name = {path: os.path.basename(path).removesuffix(".yaml") for path in paths}
     doc = {"months": a.months, "seed": a.seed,
-           "ratio_to_lp": {name[p]: {prof: round(res[(p, prof)]["cost_usd"] / lp[p]["lp_usd"], 4) for prof in profiles}
+           "ratio_to_lp": {name[p]: {prof: _ratio(res[(p, prof)]["cost_usd"], lp[p]["lp_usd"]) for prof in profiles}
                            for p in paths},
            "served": {name[p]: {**{prof: res[(p, prof)]["served"] for prof in profiles}, "lp": round(lp[p]["served"], 4)}
                       for p in paths},
