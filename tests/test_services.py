@@ -11,6 +11,7 @@ from gpufleet.files import parse_scenario
 from gpufleet.placement.request import Request
 from gpufleet.scheduling.services import ServiceRegion
 from gpufleet.scheduling.work import QUEUED, RUNNING, Work
+from gpufleet.simulation.failures import parse_outage
 from gpufleet.simulation.simulator import SimOptions, Simulator
 
 
@@ -78,3 +79,27 @@ def test_the_simulator_holds_replicas_for_reference_demand(fast, expected_gpus):
     # 100 reference replicas: 40 on GB200 at 2.5 each (the cheaper cluster), or 100 on H100
     assert sim.state.class_used["inference"] == expected_gpus
     assert res["inference_slo_attainment"] == pytest.approx(1.0)
+
+
+def test_a_replica_moved_at_once_by_a_failure_loses_no_serving_time():
+    """Asked and served are integrated at the rates in force over each interval: a domain failure that
+    moves a replica to another domain at once costs nothing, and the hours before it count as served."""
+    p = parse_scenario(SCENARIO.replace("FAST", "").replace("us-east-1: 100", "us-east-1: 2"), "speed.yaml")
+    outage = parse_outage("slow#0@2026-01-01T20:00/6h", p)
+    sim = Simulator(p, "cost", SimOptions(random_failures=False, outages=[outage]), random.Random(0))
+    res = sim.run()
+    assert res["timeseries"]["failures"][0]["jobs"] == 1          # the outage did hit a replica
+    assert res["inference"]["chat"]["asked_replica_hours"] == pytest.approx(2 * 48)
+    assert res["inference"]["chat"]["served_replica_hours"] == pytest.approx(2 * 48)
+
+
+def test_a_replica_that_waits_for_capacity_is_not_counted_before_it_starts():
+    """The other way round: a replica that cannot be placed serves nothing until it starts."""
+    p = parse_scenario(SCENARIO.replace("FAST", "").replace("domains: 100", "domains: 1")
+                       .replace("us-east-1: 100", "us-east-1: 2"), "speed.yaml")
+    outage = parse_outage("slow#0@2026-01-01T00:00/12h", p)   # the only domain: down for the first 12 h
+    sim = Simulator(p, "cost", SimOptions(random_failures=False, outages=[outage]), random.Random(0))
+    res = sim.run()
+    # one 8-GPU node holds one of the two replicas, from hour 12 on
+    assert res["inference"]["chat"]["served_replica_hours"] == pytest.approx(36)
+    assert res["inference_slo_attainment"] == pytest.approx(36 / 96, abs=1e-4)
