@@ -30,7 +30,7 @@ from gpufleet.planning.periods import add_months  # noqa: E402
 from gpufleet.simulation.simulator import SimOptions, Simulator  # noqa: E402
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples")
-SCENARIOS = ["frontier-lab.yaml", "frontier-dense.yaml", "frontier-pool.yaml", "posttrain-crunch.yaml"]
+SCENARIOS = ["small.yaml", "frontier-lab.yaml", "frontier-dense.yaml", "frontier-pool.yaml", "posttrain-crunch.yaml"]
 PROFILES = ["plan", "cost", "list-price"]
 
 

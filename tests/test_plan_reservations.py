@@ -121,3 +121,59 @@ def test_on_posttrain_crunch_the_plan_keeps_the_gang_on_reserved_capacity_and_gr
     assert billed["plan"]["cw-od"] == 0 < billed["cost"]["cw-od"]       # the gang's dear on-demand bill
     assert planned["cost_usd"] < 0.75 * greedy["cost_usd"]
     assert planned["finished"] >= greedy["finished"] * 0.99
+
+
+# -- room under a concentration cap that the plan gives other work (`cap_reservation`) -----------------------
+def capped_engine(profile: str = "plan", guided: bool = True):
+    """Serving capped at half per provider; the plan gives coreweave's half to region b (16 GPUs) before c (8)."""
+    p = a_portfolio(a_cluster("az", provider="azure", region="a", domains=4),
+                    a_cluster("fast", provider="coreweave", region="b", domains=4),
+                    a_cluster("slow", provider="coreweave", region="c", domains=4),
+                    limits=[{"workload_class": "inference", "max_share": 0.5}])
+    e = an_engine(p, profile=profile)
+    if guided:
+        rows = {"svc@a": ((24.0, 0.0, 0.0),) * 2, "svc@b": ((0.0, 16.0, 0.0),) * 2, "svc@c": ((0.0, 0.0, 8.0),) * 2}
+        e.set_guide(Guide(bounds_s=(T0, T1, T2), clusters=("az", "fast", "slow"), workloads=rows,
+                          kinds={"inference": ((24.0, 16.0, 8.0),) * 2}, value=((0.0,) * 3,) * 2,
+                          classes={w: "inference" for w in rows}))
+    return e
+
+
+def replica(region: str, i: int):
+    return a_request(f"svc/{region}/{i}", 8, 8, workload=f"svc@{region}", kind="inference", priority=950,
+                     regions=frozenset([region]), spread_key="svc")
+
+
+def test_work_beyond_its_plan_may_not_take_the_room_under_a_cap_the_plan_gives_others():
+    e = capped_engine()
+    assert place(e, replica("a", 0)) == "az"
+    assert place(e, replica("c", 0)) == "slow"                 # within its plan
+    assert place(e, replica("a", 1)) == "az"                   # coreweave may carry 12 of 24: 4 more
+    d = e.decide(replica("c", 1), explain=True)                # beyond its plan: that room is held for region b
+    assert d.cluster is None
+    why = {v.cluster: v.rejected for v in d.verdicts if v.rejected is not None}
+    assert why["slow"].filter == "cap_reservation" and "holds 16 of them" in why["slow"].message
+    assert place(e, replica("b", 0)) == "fast"
+    assert place(e, replica("a", 2)) == "az"
+    assert place(e, replica("b", 1)) == "fast"
+    assert place(e, replica("c", 1)) == "slow"                 # the plan's share is taken: the cap alone decides
+
+
+def test_without_a_plan_nothing_under_a_cap_is_held():
+    e = capped_engine(guided=False)
+    assert [place(e, replica(r, 0)) for r in ("a", "c", "a")] == ["az", "slow", "az"]
+    assert place(e, replica("c", 1)) == "slow"                 # the cap alone: coreweave 8 of 24, under half
+
+
+def test_preemption_does_not_take_the_room_under_a_cap_the_plan_gives_others():
+    e = capped_engine()
+    assert [place(e, replica(r, 0)) for r in ("a", "c")] + [place(e, replica("a", 1))] == ["az", "slow", "az"]
+    for i in range(3):                                          # low-priority batch fills the rest of `slow`
+        assert place(e, a_request(f"b{i}", 8, 8, kind="batch", regions=frozenset(["c"]))) == "slow"
+    d = e.decide(replica("c", 1))                               # beyond its plan; `slow` is full of batch
+    assert d.cluster is None and not d.victims                  # no eviction onto room held for region b
+    assert place(e, replica("b", 0)) == "fast"
+    assert place(e, replica("a", 2)) == "az"
+    assert place(e, replica("b", 1)) == "fast"
+    d = e.decide(replica("c", 1))                               # the plan's share is taken: it may preempt now
+    assert d.cluster == "slow" and len(d.victims) == 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..model.scenario import Portfolio
 from .domains import Domains
-from .filters import CLUSTER_FILTERS, FLEET_FILTERS, STATIC_FILTERS, concentration, quota
+from .filters import CLUSTER_FILTERS, FLEET_FILTERS, STATIC_FILTERS, cap_reservation, concentration, quota
 from .guide import Guide
 from .preempt import choose_victims
 from .profiles import Profile, get_profile
@@ -194,7 +194,11 @@ class Engine:
     def _unplaceable(self, req, cands, static_rejects, rejects, verdicts, allow_preemption) -> Decision:
         if allow_preemption:
             short = [cs for cs, r in rejects if r.filter == "capacity"]
-            plan = choose_victims(self.state, req, concentration(short, req, self.state)[0])
+            # the fleet filters that do not count free GPUs hold for preemption too: caps, and the room
+            # under a cap the plan gives other work
+            for f in (concentration, cap_reservation):
+                short = f(short, req, self.state)[0] if short else short
+            plan = choose_victims(self.state, req, short)
             if plan is not None:
                 cs, victims = plan
                 return Decision(req, cluster=cs.name, victims=tuple(victims), verdicts=verdicts,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .guide import Guide
 from .request import Reject, Request
 from .state import ClusterState, FleetState
 
@@ -104,6 +105,83 @@ def concentration(cands: list[ClusterState], req: Request, fleet: FleetState) ->
     return [cs for cs in cands if cs.provider not in over], [(cs, over[cs.provider]) for cs in cands if cs.provider in over]
 
 
+def cap_reservation(cands: list[ClusterState], req: Request, fleet: FleetState
+                    ) -> tuple[list[ClusterState], Rejected]:
+    """Room under a concentration cap that the plan gives other work: a cap is a budget its class shares, and
+    the plan splits it where it serves the most (a provider's GPUs go to the work worth most per GPU there).
+    Work beyond its own plan on a provider may use only what is left of the provider's room under the cap
+    once the GPUs the plan gives other work of the class there, and it has not taken yet, are held. Without
+    a plan, or where no cap binds, nothing is held."""
+    g = fleet.guide
+    if g is None or not fleet.limits or not g.classes:
+        return cands, []
+    t = _provider_plan(g, g.period(fleet.now), fleet)
+    w, gpus, used = req.workload, req.gpus, fleet.workload_used
+    over: dict[str, Reject] = {}
+    for cls, provider, cap in fleet.limits:
+        if cls != "all" and cls != req.kind:
+            continue
+        for q in {cs.provider for cs in cands} if provider is None else {provider}:
+            if q in over:
+                continue
+            room = cap * fleet.class_used.get(cls, 0) - fleet.class_provider_used.get((cls, q), 0)
+            if room >= gpus + t.by_class.get((cls, q), 0.0):
+                continue   # room for this and all the class's plan here: nothing to hold
+            idx = t.clusters[q]
+            if w is not None and (w, q) in t.planned:
+                taken = 0
+                for i in idx:
+                    taken += used.get((w, i), 0)
+                if taken + gpus <= t.planned[(w, q)]:
+                    continue   # within its own plan here
+            held = 0.0
+            for o, k in g.classes.items():
+                planned = t.planned.get((o, q), 0.0)
+                if o != w and planned > 0 and cls in ("all", k):
+                    left = planned
+                    for i in idx:
+                        left -= used.get((o, i), 0)
+                    held += max(0.0, left)
+            if held > 0 and gpus > room - held:
+                over[q] = Reject("cap_reservation", "provider {} has room for {:,.0f} more GPUs of {} work under its "
+                                 "cap of {:.0%}; the plan holds {:,.0f} of them for other work",
+                                 (q, max(room, 0.0), cls, cap, held))
+    if not over:
+        return cands, []
+    return [cs for cs in cands if cs.provider not in over], [(cs, over[cs.provider]) for cs in cands if cs.provider in over]
+
+
+class _ProviderPlan:
+    """One period of a guide summed per provider: what `cap_reservation` reads on every decision."""
+
+    def __init__(self, g: Guide, p: int, fleet: FleetState):
+        self.key = (g, p, fleet)
+        self.clusters: dict[str, list[int]] = {}
+        for cs in fleet.clusters:
+            self.clusters.setdefault(cs.provider, []).append(cs.index)
+        self.planned: dict[tuple[str, str], float] = {}     # (workload, provider) -> GPUs planned
+        self.by_class: dict[tuple[str, str], float] = {}    # (class or "all", provider) -> GPUs planned
+        for q, idx in self.clusters.items():
+            for o in g.classes:
+                row = g.workloads[o][p]
+                self.planned[(o, q)] = sum(row[i] for i in idx)
+            for k, grid in g.kinds.items():
+                n = sum(grid[p][i] for i in idx)
+                self.by_class[(k, q)] = n
+                self.by_class[("all", q)] = self.by_class.get(("all", q), 0.0) + n
+
+
+_LAST: list[_ProviderPlan] = []   # the one table in use: a guide changes once a period at most
+
+
+def _provider_plan(g: Guide, p: int, fleet: FleetState) -> _ProviderPlan:
+    if _LAST and _LAST[0].key[0] is g and _LAST[0].key[1] == p and _LAST[0].key[2] is fleet:
+        return _LAST[0]
+    t = _ProviderPlan(g, p, fleet)
+    _LAST[:] = [t]
+    return t
+
+
 def reservation(cands: list[ClusterState], req: Request, fleet: FleetState) -> tuple[list[ClusterState], Rejected]:
     """Room the plan keeps for its gangs: the whole runs the plan expects on each cluster this period
     (`Guide.held`) are held (from a lead before the workload's first run) until they hold their GPUs, in
@@ -177,4 +255,5 @@ STATIC_FILTERS: dict[str, Filter] = {"gpu_type": gpu_type, "region_provider": re
 # Cluster filters read one cluster's state only, so the engine caches their verdict until that cluster changes;
 # fleet filters read fleet-wide counters and run on every decision.
 CLUSTER_FILTERS: dict[str, BatchFilter] = {"health": health, "capacity": capacity}
-FLEET_FILTERS: dict[str, BatchFilter] = {"concentration": concentration, "reservation": reservation}
+FLEET_FILTERS: dict[str, BatchFilter] = {"concentration": concentration, "cap_reservation": cap_reservation,
+                                         "reservation": reservation}

@@ -4,7 +4,8 @@ workload class) on each cluster, and what one more GPU-hour of each cluster's ca
 The planner (`planning/guidance.py`) writes it; the `plan` and `shadow` scorers read it. Plain tuples in
 the fleet's cluster order, so a decision reads two lists and no plan object. Pure data, no solver here.
 `gangs` names the gang workloads the plan places and `held` the whole runs of them it expects on each cluster:
-the `reservation` filter keeps room for those runs.
+the `reservation` filter keeps room for those runs. `classes` names the class of each workload a request names
+(a service in one region, a job's workload): the `cap_reservation` filter holds room under the caps for them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Guide:
     label: str = ""                      # what made it (shown in explanations and reports)
     gangs: dict[str, Gang] = field(default_factory=dict)  # the gang workloads the plan runs
     held: dict[str, Grid] = field(default_factory=dict)   # gang workload -> GPUs of whole runs to hold
+    classes: dict[str, str] = field(default_factory=dict)  # workload a request names -> its class (`cap_reservation`)
 
     @property
     def periods(self) -> int:
@@ -55,5 +57,5 @@ class Guide:
 
         return Guide(self.bounds_s, tuple(names), {w: take(g) for w, g in self.workloads.items()},
                      {k: take(g) for k, g in self.kinds.items()}, take(self.value), self.made_at_s, self.label,
-                     self.gangs, {w: take(h) for w, h in self.held.items()})
+                     self.gangs, {w: take(h) for w, h in self.held.items()}, self.classes)
 

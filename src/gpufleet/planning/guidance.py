@@ -48,10 +48,12 @@ def guide_of(plan: Plan, made_at_s: float = 0.0, label: str = "",
     st = pr.streams
     workloads: dict[str, np.ndarray] = {}
     kinds: dict[str, np.ndarray] = {}
+    classes: dict[str, str] = {}                 # the rows requests name (not a service's total) -> class
     for s in range(st.n):
         w, k = st.workloads[s], st.kinds[s]
         workloads[w] = workloads.get(w, 0.0) + gpus[s]
         kinds[k] = kinds.get(k, 0.0) + gpus[s]
+        classes[st.names[s]] = k
         if st.names[s] != w:      # a service in one region ("chat@us-east-1"): its replicas follow this row
             workloads[st.names[s]] = gpus[s]
     bounds = tuple(to_seconds(d) for d in pr.periods.bounds)
@@ -60,7 +62,8 @@ def guide_of(plan: Plan, made_at_s: float = 0.0, label: str = "",
                  kinds={k: _grid(g) for k, g in kinds.items()}, value=_grid(plan.capacity_value),
                  made_at_s=made_at_s, label=label,
                  gangs={w: v for w, v in (gangs or {}).items() if w in workloads},
-                 held={w: _whole_runs(workloads[w], v.gpus) for w, v in (gangs or {}).items() if w in workloads})
+                 held={w: _whole_runs(workloads[w], v.gpus) for w, v in (gangs or {}).items() if w in workloads},
+                 classes=classes)
 
 
 def _whole_runs(gpus: np.ndarray, size: int) -> Grid:

@@ -47,24 +47,42 @@ BLOCKING = {"fifo": True, "priority": False, "sjf": False, "backfill": True}
 class Partition:
     """Waiting work that shares one set of eligible clusters, kept sorted by the discipline's key."""
 
-    __slots__ = ("key", "clusters", "entries", "dirty")
+    __slots__ = ("key", "clusters", "entries", "dirty", "blockers")
 
     def __init__(self, key: tuple, clusters: frozenset[int]):
         self.key = key
         self.clusters = clusters            # indices of the clusters this work may use
         self.entries: list[tuple] = []      # (order key..., work) sorted
         self.dirty = True                   # new arrivals since the last pass
+        self.blockers: dict[tuple, int] = {}  # each `blocker` among the entries -> how many entries have it
 
     def add(self, job: Work, order: Callable[[Work], tuple]) -> None:
         bisect.insort(self.entries, (*order(job), job))
+        self.blockers[job.blocker] = self.blockers.get(job.blocker, 0) + 1
         self.dirty = True
 
     def remove(self, job: Work) -> bool:
         for i, e in enumerate(self.entries):
             if e[-1] is job:
                 del self.entries[i]
+                self._forget(job.blocker)
                 return True
         return False
+
+    def keep(self, entries: list[tuple]) -> None:
+        """Keep only these of the entries (in order)."""
+        self.entries = entries
+        self.blockers = {}
+        for e in entries:
+            b = e[-1].blocker
+            self.blockers[b] = self.blockers.get(b, 0) + 1
+
+    def _forget(self, blocker: tuple) -> None:
+        n = self.blockers[blocker] - 1
+        if n:
+            self.blockers[blocker] = n
+        else:
+            del self.blockers[blocker]
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -198,8 +198,10 @@ class Scheduler:
                 break
             if self._full(part):
                 break
+            if self.noted is None and not self.backfill and len(failed) >= len(part.blockers):
+                break   # every kind of work waiting here has failed: the rest would be skipped (unless reasons are noted)
         if done:
-            part.entries = [e for e in part.entries if e[-1].state == QUEUED]
+            part.keep([e for e in part.entries if e[-1].state == QUEUED])
 
     def _full(self, part: Partition) -> bool:
         clusters = self.state.clusters

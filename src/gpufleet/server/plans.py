@@ -36,7 +36,7 @@ def guide_doc(g: Guide) -> dict[str, Any]:
             "kinds": {k: [list(r) for r in grid] for k, grid in g.kinds.items()},
             "value": [list(r) for r in g.value], "made_at_s": g.made_at_s, "label": g.label,
             "gangs": {w: list(v) for w, v in g.gangs.items()},
-            "held": {w: [list(r) for r in grid] for w, grid in g.held.items()}}
+            "held": {w: [list(r) for r in grid] for w, grid in g.held.items()}, "classes": dict(g.classes)}
 
 
 def guide_from(doc: dict[str, Any]) -> Guide:
@@ -47,7 +47,8 @@ def guide_from(doc: dict[str, Any]) -> Guide:
                  kinds={k: grid(g) for k, g in doc["kinds"].items()}, value=grid(doc["value"]),
                  made_at_s=float(doc.get("made_at_s", 0.0)), label=str(doc.get("label", "")),
                  gangs={w: Gang(int(v[0]), int(v[1]), int(v[2]), float(v[3])) for w, v in doc.get("gangs", {}).items()},
-                 held={w: grid(g) for w, g in doc.get("held", {}).items()})
+                 held={w: grid(g) for w, g in doc.get("held", {}).items()},
+                 classes={w: str(k) for w, k in doc.get("classes", {}).items()})
 
 
 # -- making one ------------------------------------------------------------------------------------------
