@@ -26,6 +26,11 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def gpus(n: int) -> str:
+    """`1 GPU`, `8 GPUs`, `16,384 GPUs`."""
+    return f"{n:,} GPU" if n == 1 else f"{n:,} GPUs"
+
+
 def emit_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
 

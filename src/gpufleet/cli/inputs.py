@@ -14,7 +14,7 @@ from ..files.loader import load_any
 from ..model.job import JobSpec
 from ..model.scenario import Scenario
 from ..report.summary import summarize
-from .common import EXIT_BAD_INPUT, emit_json, err, escape, out, scenario_or_exit
+from .common import EXIT_BAD_INPUT, emit_json, err, escape, gpus, out, scenario_or_exit
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="machine-readable output (stable keys, docs/cli.md)")]
 
@@ -28,11 +28,11 @@ def validate(files: Annotated[list[str], typer.Argument(help="scenario or job YA
             loaded = load_any(f)
             if isinstance(loaded, JobSpec):
                 kind = "job"
-                line = f"{loaded.kind} job {loaded.name!r}: {loaded.gpu_count:,} GPUs of {', '.join(loaded.gpu_types)}"
+                line = f"{loaded.kind} job {loaded.name!r}: {gpus(loaded.gpu_count)} of {', '.join(loaded.gpu_types)}"
             else:
                 kind = "scenario"
-                gpus = sum(c.max_domains * c.usable_gpus_per_domain for c in loaded.clusters.values())
-                line = (f"{len(loaded.clusters)} clusters, {gpus:,} GPUs at peak, {len(loaded.contracts)} contracts, "
+                peak = sum(c.max_domains * c.usable_gpus_per_domain for c in loaded.clusters.values())
+                line = (f"{len(loaded.clusters)} clusters, {peak:,} GPUs at peak, {len(loaded.contracts)} contracts, "
                         f"{len(loaded.workloads)} workloads")
             results.append({"file": f, "ok": True, "kind": kind, "summary": line, "problems": []})
             if not as_json:

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from ..files import FileError, load_job, load_scenario
 from ..files.loader import read_text
-from .common import EXIT_BAD_INPUT, EXIT_FAILURE, emit_json, err, escape, out, report_file_error
+from .common import EXIT_BAD_INPUT, EXIT_FAILURE, emit_json, err, escape, gpus, out, report_file_error
 
 EXIT_REFUSED = 4
 DEFAULT_SERVER = "http://127.0.0.1:8080"
@@ -154,7 +154,8 @@ class Client:
             except ValueError:
                 message = r.text
             if r.status_code in (401, 403):
-                hint = "" if os.environ.get("GPUFLEET_TOKEN") else " (set GPUFLEET_TOKEN)"
+                hint = "" if os.environ.get("GPUFLEET_TOKEN") or "GPUFLEET_TOKEN" in str(message) \
+                    else " (set GPUFLEET_TOKEN)"
                 _fail(f"refused: {message}{hint}", EXIT_REFUSED)
             if r.status_code in (400, 409, 422):
                 _fail(str(message), EXIT_BAD_INPUT)
@@ -236,7 +237,7 @@ def job(job_id: Annotated[int, typer.Argument(help="job id")], server: ServerOpt
         return
     out.print(f"job {j['id']} {j['name']} ({j['kind']}, team {j['team']}): [bold]{j['state']}[/]"
               + (f" - {escape(j['reason'])}" if j["reason"] else ""))
-    out.print(f"  {j['gpus']:,} GPUs, priority {j['priority']}, attempt {j['attempt']}, "
+    out.print(f"  {gpus(j['gpus'])}, priority {j['priority']}, attempt {j['attempt']}, "
               f"lost {j['lost_gpu_hours']:,.2f} GPU-hours; key {j['key'] or '-'}")
     out.print(f"  submitted {_when(j['submitted_at'])}, placed {_when(j['placed_at'])}, "
               f"started {_when(j['started_at'])}, finished {_when(j['finished_at'])}"

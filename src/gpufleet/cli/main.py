@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 
@@ -16,6 +17,19 @@ from .common import EXIT_FAILURE, err
 app = typer.Typer(name="gpufleet", no_args_is_help=True, add_completion=False,
                   help="A control plane for GPU capacity across many clouds: model, place, simulate, plan.",
                   pretty_exceptions_enable=False, rich_markup_mode=None)
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+        typer.echo(f"gpufleet {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="print the version and exit")] = False) -> None:
+    """A control plane for GPU capacity across many clouds: model, place, simulate, plan."""
+
 
 app.command()(inputs.validate)
 app.command()(inputs.schema)
