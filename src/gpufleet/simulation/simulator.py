@@ -85,7 +85,6 @@ class Simulator:
         self._svc_regions: dict[str, list[ServiceRegion]] = {}
         self._unsized: set[tuple[str, str]] = set()                   # regions whose replicas changed
         self._inf_mark = self.t0
-        self._inf_rates: dict[str, tuple[float, float]] = {}   # service -> (asked, served) since the last mark
         self._finite_running = 0                  # running jobs that will finish by themselves
         self.trace_reports: list[dict] = []
         self.started_log: list[tuple[float, str, tuple[str, ...]]] = []  # (t, work, clusters): parity checks
@@ -189,30 +188,32 @@ class Simulator:
         self._want_pass()
 
     # -- inference demand -----------------------------------------------------------------------------
-    def _inference_mark(self) -> None:
-        """Integrate reference replicas asked and served since the last mark at the rates in force since
-        then, and take the rates in force now. Called after every change to a replica or a demand (the
-        scheduler's hooks come after the change), so each interval is counted at its own rates."""
+    def _inference_mark(self, changed: ServiceRegion | None = None, moved: float = 0.0) -> None:
+        """Integrate reference replicas asked and served up to now, at the state in force since the last
+        mark. Called before a demand changes, and from the scheduler's hooks, which come just after a
+        replica started or stopped: that region (`changed`, whose running replicas just moved by `moved`
+        reference replicas) is counted as it was before. Only the first change at a time integrates."""
         now = self.loop.now
         dt = now - self._inf_mark
-        m, rates = self.metrics, self._inf_rates
         if dt > 0:
-            for name, (asked, served) in rates.items():
-                m.asked_s[name] = m.asked_s.get(name, 0.0) + asked * dt
-                m.served_s[name] = m.served_s.get(name, 0.0) + served * dt
-        for svc in self.services:
-            regions = self._svc_regions[svc.name]
-            rates[svc.name] = (sum(r.want for r in regions), sum(r.served() for r in regions))
+            m = self.metrics
+            for svc in self.services:
+                regions = self._svc_regions[svc.name]
+                served = 0.0
+                for r in regions:
+                    served += min(r.want, r.capacity() - moved) if r is changed else r.served()
+                m.asked_s[svc.name] = m.asked_s.get(svc.name, 0.0) + sum(r.want for r in regions) * dt
+                m.served_s[svc.name] = m.served_s.get(svc.name, 0.0) + served * dt
         self._inf_mark = now
 
     def _replica_changed(self, job: SimJob, started: bool = False) -> None:
         key = (job.workload, next(iter(job.request.regions or ("",))))   # a replica names its one region
         region = self._regions.get(key)
+        self._inference_mark(region, job.speed if started else -job.speed)
         if region is not None:
             if started:
                 region.started(job)
             self._unsized.add(key)
-        self._inference_mark()
 
     def _demand(self, arg: tuple[Service, dict[str, int]]) -> None:
         svc, replicas = arg
@@ -224,7 +225,6 @@ class Simulator:
                 self._svc_regions[svc.name].append(region)
             region.want = float(replicas.get(name, 0))
             self._unsized.add((svc.name, name))
-        self._inference_mark()   # the new demand counts from now
         self._resize()
 
     def _resize(self) -> None:
@@ -251,8 +251,6 @@ class Simulator:
             victim.finish_s = now
             self.metrics.finished += 1
         region.forget(change.stop)
-        if change.stop:
-            self._inference_mark()
         for _ in range(change.add):
             job = svc.replica(key[1], region.made, now)
             region.made += 1
