@@ -9,6 +9,7 @@ import typer
 from typer.core import TyperCommand
 
 from ..files import load_scenario
+from ..report.units import WaitUnit
 from .common import err, example_path, out, scenario_or_exit
 from .demo_choice import CHOICE, CHOICE_PROFILES, choice_doc, choice_note, choice_table, lp_bound, run_choice
 from .simulate import build_simulator, run_with_progress, summary_table, write_outputs
@@ -33,7 +34,7 @@ def _outage(r: dict) -> dict:
     return {"jobs": sum(f["jobs"] for f in hits)}
 
 
-def _notes(cost: dict, base: dict) -> list[str]:
+def _notes(cost: dict, base: dict, w: WaitUnit) -> list[str]:
     saved = base["cost_usd"] - cost["cost_usd"]
     waste_c = cost["commitment_wasted_usd"] + cost["reserved_wasted_usd"]
     waste_b = base["commitment_wasted_usd"] + base["reserved_wasted_usd"]
@@ -44,8 +45,8 @@ def _notes(cost: dict, base: dict) -> list[str]:
         f"Waste: committed dollars paid but not used come to ${waste_c / 1e9:,.2f}B with the cost profile and "
         f"${waste_b / 1e9:,.2f}B with the list-price baseline; on-demand and list-price spend is "
         f"${cost['on_demand_usd'] / 1e6:,.1f}M vs ${base['on_demand_usd'] / 1e6:,.1f}M.",
-        f"Waits: jobs waited {cost['avg_wait_s'] / 60:,.1f} min on average (p99 {cost['p99_wait_s'] / 3600:,.1f} h) "
-        f"with the cost profile, {base['avg_wait_s'] / 60:,.1f} min (p99 {base['p99_wait_s'] / 3600:,.1f} h) "
+        f"Waits: jobs waited {w(cost['avg_wait_s'])} on average (p99 {w(cost['p99_wait_s'])}) "
+        f"with the cost profile, {w(base['avg_wait_s'])} (p99 {w(base['p99_wait_s'])}) "
         "with the baseline.",
         f"Outage ({DEMO_OUTAGE}): {_outage(cost)['jobs']:,} running jobs and replicas were interrupted and "
         f"requeued on the other providers; {cost['lost_gpu_hours']:,.0f} GPU-hours of work were lost in all "
@@ -104,9 +105,10 @@ def demo(report: Annotated[str, typer.Option(help="where to write the HTML repor
         done = list(pool.map(_one, jobs))
     results, choice = done[:len(PROFILES)], done[len(PROFILES):]
     lp = lp_bound()
-    say.print(summary_table(results))
-    say.print(choice_table(choice, lp))
-    notes = _notes(*results) + [choice_note(choice, lp)]
+    wait = WaitUnit(done)   # one unit for every wait the demo shows
+    say.print(summary_table(results, wait))
+    say.print(choice_table(choice, lp, wait))
+    notes = _notes(*results, wait) + [choice_note(choice, lp)]
     for n in notes:
         say.print(f"- {n}")
     write_outputs(results, p, json_out, report, notes, extra={"choice": choice_doc(choice, lp)})

@@ -9,6 +9,7 @@ from ..files import load_scenario
 from ..planning import build_problem, solve_problem
 from ..planning.accounts import bound_usd
 from ..planning.periods import add_months
+from ..report.units import WaitUnit
 from .common import example_path
 from .simulate import build_simulator, run_with_progress
 
@@ -41,13 +42,13 @@ def _gang_on_demand(r: dict) -> float:
     return r["timeseries"]["contract_billed_usd"]["cw-od"][-1]
 
 
-def choice_table(runs: list[dict], lp_usd: float) -> Table:
+def choice_table(runs: list[dict], lp_usd: float, wait: WaitUnit) -> Table:
     t = Table(title=f"{runs[0]['scenario']}: {CHOICE_MONTHS} months, against the LP bound (${lp_usd / 1e6:,.2f}M)")
-    for col in ("profile", "cost", "× LP bound", "dear on-demand (gang)", "avg wait"):
+    for col in ("profile", "cost", "× LP bound", "dear on-demand (gang)", f"avg wait ({wait.name})"):
         t.add_column(col, justify="left" if col == "profile" else "right")
     for r in runs:
         t.add_row(r["profile"], f"${r['cost_usd'] / 1e6:,.2f}M", f"{r['cost_usd'] / lp_usd:.3f}",
-                  f"${_gang_on_demand(r) / 1e6:,.2f}M", f"{r['avg_wait_s'] / 60:,.1f} min")
+                  f"${_gang_on_demand(r) / 1e6:,.2f}M", wait.number(r["avg_wait_s"]))
     return t
 
 

@@ -17,6 +17,7 @@ from ..model.scenario import Portfolio
 from ..placement.profiles import get_profile
 from ..placement.state import to_seconds
 from ..planning.guidance import REPLAN, Replanner
+from ..report.units import WaitUnit
 from ..scheduling.queue import DEFAULT_QUEUE, QUEUES
 from ..scheduling.translate import TraceMapping, demand_service, trace_stream
 from ..simulation.failures import OutageError, parse_outage
@@ -130,15 +131,17 @@ def run_with_progress(sim: Simulator, show: bool) -> dict:
         return sim.run(time.perf_counter)
 
 
-def summary_table(results: list[dict]) -> Table:
+def summary_table(results: list[dict], wait: WaitUnit | None = None) -> Table:
+    """The runs side by side; waits in one unit (`wait`, else the one these runs call for)."""
+    w = wait or WaitUnit(results)
     t = Table(title="simulation")
     t.add_column("metric")
     for r in results:
         t.add_column(f"{r['profile']} / {r['queue']}", justify="right")
     rows = [("jobs (finished / failed / queued / running)",
              lambda r: f"{r['jobs']:,} ({r['finished']:,} / {r['failed']:,} / {r['queued']:,} / {r['running']:,})"),
-            ("wait avg / p50 / p99 (h)", lambda r: f"{r['avg_wait_s'] / 3600:.2f} / {r['p50_wait_s'] / 3600:.2f} / "
-                                                   f"{r['p99_wait_s'] / 3600:.2f}"),
+            (f"wait avg / p50 / p99 ({w.name})", lambda r: f"{w.number(r['avg_wait_s'])} / {w.number(r['p50_wait_s'])} / "
+                                                           f"{w.number(r['p99_wait_s'])}"),
             ("job completion time avg (h)", lambda r: f"{r['avg_jct_s'] / 3600:.2f}"),
             ("utilization / goodput", lambda r: f"{r['utilization']:.1%} / {r['goodput']:.1%}"),
             ("cost (USD)", lambda r: f"{r['cost_usd']:,.0f}"),

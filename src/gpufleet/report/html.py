@@ -18,6 +18,7 @@ from plotly.colors import qualitative  # type: ignore[import-untyped]
 from plotly.subplots import make_subplots  # type: ignore[import-untyped]
 
 from .page import chart_sections, page
+from .units import WAIT_KEYS, WaitUnit
 
 Terms = dict[str, tuple[str, str, float]]   # contract -> (start ISO, end ISO, committed USD)
 
@@ -40,7 +41,7 @@ _ROWS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("jobs", "jobs", "{:,}".format), ("finished", "finished", "{:,}".format),
     ("failed", "failed", "{:,}".format),
     ("queued at end", "queued", "{:,}".format),
-    ("wait avg", "avg_wait_s", _dur), ("wait p50", "p50_wait_s", _dur), ("wait p99", "p99_wait_s", _dur),
+    ("wait avg", "avg_wait_s", _dur), ("wait p50", "p50_wait_s", _dur), ("wait p99", "p99_wait_s", _dur),  # in the run's unit
     ("job completion time avg", "avg_jct_s", _dur),
     ("utilization (GPU-h used / capacity)", "utilization", "{:.1%}".format),
     ("goodput (useful GPU-h / capacity)", "goodput", "{:.1%}".format),
@@ -155,11 +156,10 @@ def burndown_chart(contract: str, results: list[dict], labels: list[str], terms:
 
 def wait_chart(results: list[dict], labels: list[str]) -> go.Figure:
     keys = [("avg", "avg_wait_s"), ("p50", "p50_wait_s"), ("p95", "p95_wait_s"), ("p99", "p99_wait_s")]
-    top = max([r.get(k, 0.0) or 0.0 for r in results for _, k in keys] + [0.0])
-    unit, div = ("s", 1.0) if top < 120 else ("min", 60.0) if top < 7200 else ("h", 3600.0)
-    fig = go.Figure([go.Bar(x=[n for n, _ in keys], y=[(r.get(k) or 0.0) / div for _, k in keys],
+    unit = WaitUnit(results)
+    fig = go.Figure([go.Bar(x=[n for n, _ in keys], y=[unit.value(r.get(k) or 0.0) for _, k in keys],
                             name=escape(label)) for r, label in zip(results, labels)])
-    return _layout(fig, "Wait-time distribution: average and percentiles", "statistic", f"wait ({unit})",
+    return _layout(fig, "Wait-time distribution: average and percentiles", "statistic", f"wait ({unit.name})",
                    barmode="group", hovermode="closest", legend="run")
 
 
@@ -212,7 +212,10 @@ def share_chart(r: dict, label: str, colors: dict[str, str]) -> go.Figure | None
 def _table(results: list[dict], labels: list[str]) -> str:
     head = "".join(f"<th>{escape(x)}</th>" for x in labels)
     rows = []
+    wait = WaitUnit(results)
     for name, key, fmt in _ROWS:
+        if key in WAIT_KEYS:
+            fmt = wait
         cells = "".join(f"<td>{escape(fmt(r[key])) if r.get(key) is not None else '–'}</td>"
                         for r in results)
         rows.append(f"<tr><th>{escape(name)}</th>{cells}</tr>")
