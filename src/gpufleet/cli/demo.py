@@ -9,6 +9,7 @@ import typer
 from typer.core import TyperCommand
 
 from ..files import load_scenario
+from ..report.findings import findings
 from ..report.units import WaitUnit
 from .common import err, example_path, out, scenario_or_exit
 from .demo_choice import CHOICE, CHOICE_PROFILES, choice_doc, choice_note, choice_table, lp_bound, run_choice
@@ -108,7 +109,8 @@ def demo(report: Annotated[str, typer.Option(help="where to write the HTML repor
     wait = WaitUnit(done)   # one unit for every wait the demo shows
     say.print(summary_table(results, wait))
     say.print(choice_table(choice, lp, wait))
-    notes = _notes(*results, wait) + [choice_note(choice, lp)]
+    notes = _notes(*results, wait) + [f"Finding ({results[0]['profile']} profile): {f}" for f in findings(results[0])] \
+        + [choice_note(choice, lp)]
     for n in notes:
         say.print(f"- {n}")
     write_outputs(results, p, json_out, report, notes, extra={"choice": choice_doc(choice, lp)})

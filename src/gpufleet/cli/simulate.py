@@ -17,6 +17,7 @@ from ..model.scenario import Portfolio
 from ..placement.profiles import get_profile
 from ..placement.state import to_seconds
 from ..planning.guidance import REPLAN, Replanner
+from ..report.findings import findings
 from ..report.units import WaitUnit
 from ..scheduling.queue import DEFAULT_QUEUE, QUEUES
 from ..scheduling.translate import TraceMapping, demand_service, trace_stream
@@ -207,9 +208,12 @@ def simulate(
                   queue_as_region=trace_queue_as_region, time_scale=time_scale, start=trace_start,
                   replica_gpus=replica_gpus, team=trace_team)
     result = run_with_progress(sim, show=json_out != "-")
-    write_outputs([result], p, json_out, report)
+    result["findings"] = findings(result)
+    write_outputs([result], p, json_out, report, result["findings"])
     if json_out != "-":
         out.print(summary_table([result]))
+        for f in result["findings"]:
+            out.print(f"- {escape(f)}")
         for tr in result["trace_import"]:
             out.print(f"trace {escape(tr['file'])}: {tr['rows_read']:,} rows read, {tr['rows_used']:,} used, "
                       f"{tr['rows_skipped']:,} skipped {escape(str(tr['skipped']))}")
