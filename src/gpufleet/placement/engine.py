@@ -122,6 +122,8 @@ class Engine:
         sc = self._shape(req)
         cands, static_rejects = sc.cands, sc.static_rejects
         q = quota(req, state)
+        if q is not None and not cands:   # no cluster could ever take it: that says more than the quota
+            return self._unplaceable(req, cands, static_rejects, [], list(static_rejects) if explain else [], False)
         if q is not None:
             verdicts = static_rejects + [Verdict(cs.name, q) for cs in cands] if explain else []
             return Decision(req, verdicts=verdicts, reason=q.message,

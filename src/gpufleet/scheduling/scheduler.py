@@ -229,6 +229,15 @@ class Scheduler:
             if self.noted is not None:
                 self.noted.append(w)
 
+    def never_runs(self, w: Work) -> str | None:
+        """Why no cluster of the portfolio could ever take `w` (its GPU type, place or topology, or a team
+        the quotas do not know), or None: it may have to wait, but it can run. Reads the engine only."""
+        for r in w.requests:
+            d = self.engine.decide(r, allow_preemption=False)
+            if not d.placed and d.permanent:
+                return d.reason
+        return None
+
     def place_set(self, w: Work, explain: bool = False, partial: bool = False) -> SetResult:
         """Decide and commit every request of `w`, or none. Victims of a preemption are interrupted and
         requeued before the allocation is committed. `partial` keeps what fits and reports the rest: only

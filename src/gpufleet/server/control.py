@@ -282,6 +282,10 @@ class Control:
             except (ValueError, KeyError) as e:
                 out.append((c, None, Refused(f"job: {e}", 422)))
                 continue
+            never = self.sched.never_runs(w) if self.sched is not None else None
+            if never is not None:   # inadmissible (as Slurm's sbatch and Kueue refuse it): nothing is stored
+                out.append((c, None, Refused(f"job {c.spec.name!r} can never run on this portfolio: {never}", 422)))
+                continue
             self.next_job_id += 1
             if ref:
                 batch_keys[ref] = jid
@@ -364,7 +368,20 @@ class Control:
         self._event(s, c.actor, "portfolio", None,
                     f"portfolio {portfolio.scenario.name!r} loaded: {len(portfolio.clusters)} clusters, "
                     f"{len(portfolio.contracts)} contracts")
+        self._mark_inadmissible(s, c.actor, portfolio.scenario.name)
         return {"name": portfolio.scenario.name, "clusters": len(portfolio.clusters)}
+
+    def _mark_inadmissible(self, s: Session, actor: str, name: str) -> None:
+        """Queued work the new portfolio can never run stays queued (a later portfolio may take it), its
+        reason says why, and the audit log says so once."""
+        sched = self.sched
+        if sched is None:
+            return
+        for jid, w in self.works.items():
+            never = sched.never_runs(w) if w.state == QUEUED else None
+            if never is not None:
+                self._event(s, actor, "inadmissible", s.get(T.Job, jid),
+                            f"job {jid} can never run on portfolio {name!r}: {never}", team=w.team)
 
     def _put_team(self, s: Session, c: PutTeam) -> dict:
         now = self.clock()
