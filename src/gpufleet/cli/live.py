@@ -6,9 +6,11 @@ file, request refused as invalid), 4 refused (missing, unknown or under-privileg
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
@@ -22,7 +24,7 @@ from .common import EXIT_BAD_INPUT, EXIT_FAILURE, emit_json, err, escape, gpus, 
 EXIT_REFUSED = 4
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 
-ServerOpt = Annotated[Optional[str], typer.Option("--server", help="server URL [env GPUFLEET_SERVER; default "
+ServerOpt = Annotated[Optional[str], typer.Option("--server", metavar="URL", help="server URL [env GPUFLEET_SERVER; default "
                                                   f"{DEFAULT_SERVER}]")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
@@ -203,28 +205,41 @@ def submit(
     out.print(f"job {res['id']} {verb}: {job.name}")
 
 
+class JobState(str, Enum):
+    queued = "queued"
+    placed = "placed"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
 def jobs(
-    state: Annotated[Optional[str], typer.Option(help="only jobs in this state (queued, placed, running, "
-                                                 "succeeded, failed, cancelled)")] = None,
+    state: Annotated[Optional[JobState], typer.Option(help="only jobs in this state")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every job, finished ones too (default: queued, "
+                                       "placed and running only)")] = False,
     team: Annotated[Optional[str], typer.Option(help="only this team's jobs (admin tokens)")] = None,
-    limit: Annotated[int, typer.Option(help="at most this many")] = 1000,
+    limit: Annotated[int, typer.Option(help="at most this many, newest first")] = 1000,
     server: ServerOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """List jobs (a team token sees its own team's)."""
-    params: dict[str, Any] = {"limit": limit}
+    """List jobs, newest first: active work unless --all or --state (a team token sees its own team's)."""
+    params: dict[str, Any] = {"limit": limit, "newest": True}
     if state:
-        params["state"] = state
+        params["state"] = state.value
+    elif not all_:
+        params["active"] = True
     if team:
         params["team"] = team
     res = Client(server).call("GET", "/v1/jobs", params=params)
     if as_json:
         emit_json(res)
         return
-    t = Table("id", "team", "name", "kind", "GPUs", "prio", "state", "attempt", "submitted", "reason",
+    t = Table("id", "team", "name", "kind", "GPUs", "prio", "state", "cluster", "attempt", "submitted", "reason",
               box=None, header_style="bold")
     for j in res:
         t.add_row(str(j["id"]), j["team"], j["name"], j["kind"], f"{j['gpus']:,}", str(j["priority"]), j["state"],
-                  str(j["attempt"]), _when(j["submitted_at"]), escape(j["reason"] or ""))
+                  ", ".join(j.get("clusters", [])) or "-", str(j["attempt"]), _when(j["submitted_at"]),
+                  escape(j["reason"] or ""))
     out.print(t)
 
 
@@ -282,19 +297,50 @@ def logs(job_id: Annotated[int, typer.Argument(help="job id")],
 
 def events(job_id: Annotated[Optional[int], typer.Option("--job", help="only this job's events")] = None,
            after: Annotated[int, typer.Option(help="only events after this id")] = 0,
-           limit: Annotated[int, typer.Option(help="at most this many")] = 1000,
+           limit: Annotated[int, typer.Option(help="at most this many, newest first")] = 1000,
+           follow: Annotated[bool, typer.Option("--follow", "-f", help="print the latest events oldest first, "
+                                                "then each new one as it happens, until Ctrl-C")] = False,
            server: ServerOpt = None, as_json: JsonOpt = False) -> None:
-    """The audit log: every decision and state change, with who and why."""
-    params: dict[str, Any] = {"after": after, "limit": limit}
+    """The audit log, newest first: every decision and state change, with who and why."""
+    params: dict[str, Any] = {"after": after, "limit": limit, "newest": True}
     if job_id is not None:
         params["job"] = job_id
-    res = Client(server).call("GET", "/v1/events", params=params)
+    client = Client(server)
+    res = client.call("GET", "/v1/events", params=params)
+    if follow:
+        _follow_events(client, params, list(reversed(res)), as_json)
+        return
     if as_json:
         emit_json(res)
         return
     for e in res:
-        job_part = f" job {e['job_id']}" if e["job_id"] is not None else ""
-        out.print(f"{e['id']:>6} {_when(e['at'])} {e['kind']:<16} {e['actor']}{job_part}: {escape(e['message'])}")
+        _print_event(e)
+
+
+def _print_event(e: dict) -> None:
+    job_part = f" job {e['job_id']}" if e["job_id"] is not None else ""
+    out.print(f"{e['id']:>6} {_when(e['at'])} {e['kind']:<16} {e['actor']}{job_part}: {escape(e['message'])}")
+
+
+FOLLOW_POLL_S = 1.0
+
+
+def _follow_events(client: Client, params: dict[str, Any], first: list[dict], as_json: bool) -> None:
+    """Like `tail -f`: what there is, oldest first, then what comes (one JSON document per line with --json)."""
+    last = params["after"]
+    batch = first
+    try:
+        while True:
+            for e in batch:
+                if as_json:
+                    print(json.dumps(e), flush=True)
+                else:
+                    _print_event(e)
+                last = max(last, e["id"])
+            time.sleep(FOLLOW_POLL_S)
+            batch = client.call("GET", "/v1/events", params={**params, "after": last, "newest": False})
+    except KeyboardInterrupt:
+        return
 
 
 # == admin verbs ===========================================================================================

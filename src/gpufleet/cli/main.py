@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from enum import Enum
+from typing import Annotated, Any
 
 import typer
 
@@ -43,9 +44,27 @@ live.register(app)
 app.add_typer(dev_app, name="dev")
 
 
+def _name_metavars(cmd: Any) -> Any:
+    """Options read `--team TEAM`, `--limit LIMIT`, not `<str>` or `<list[str]>`: a value's metavar is its
+    option's name unless it offers choices or names its own. (Typer carries its own click: duck-typed.)"""
+    for p in cmd.params:
+        kind = getattr(getattr(p, "type_descriptor", None), "annotation", None)
+        if getattr(p, "param_type_name", "") == "option" and not p.is_flag and p.metavar is None and p.name \
+                and not (isinstance(kind, type) and issubclass(kind, Enum)):
+            p.metavar = p.name.strip("_").upper().replace("_", "-")
+    for sub in getattr(cmd, "commands", {}).values():
+        _name_metavars(sub)
+    return cmd
+
+
+def command() -> Any:
+    """The click command the `gpufleet` script runs (the Typer app, with readable metavars)."""
+    return _name_metavars(typer.main.get_command(app))
+
+
 def run() -> None:
     try:
-        app()
+        command()(prog_name="gpufleet")
     except SystemExit:
         raise
     except KeyboardInterrupt:

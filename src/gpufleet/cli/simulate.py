@@ -187,7 +187,7 @@ def simulate(
     trace_team: Annotated[Optional[str], typer.Option(help="team the trace's work runs as (default: its queue if "
                                                            "that names a team, else 'default')")] = None,
     no_workloads: Annotated[bool, typer.Option("--no-workloads", help="leave out the scenario's own workloads")] = False,
-    policy: Annotated[Optional[str], typer.Option("--profile", "--policy",
+    policy: Annotated[Optional[str], typer.Option("--profile", "--policy", metavar="PROFILE",
                                                   help="placement profile (default: the scenario's)")] = None,
     replan: Annotated[Optional[str], typer.Option(help="re-plan with the LP: off, once, monthly, quarterly "
                                                        "(default: monthly for the plan profile, else off)")] = None,

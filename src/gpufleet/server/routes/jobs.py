@@ -3,7 +3,7 @@
 # No `from __future__ import annotations`: FastAPI reads the route signatures, which name local aliases.
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query
 from fastapi.responses import PlainTextResponse, Response
@@ -19,6 +19,9 @@ from ..commands import Cancel, Submit
 from ..fastpath import FastSubmit
 from ..schemas import SubmitIn, errors, event_json, job_json, placement_json
 from . import Ctx
+
+JobState = Literal["queued", "placed", "running", "succeeded", "failed", "cancelled"]
+ACTIVE_STATES = ("queued", "placed", "running")
 
 
 def add(app: FastAPI, ctx: Ctx) -> None:
@@ -67,17 +70,32 @@ def add(app: FastAPI, ctx: Ctx) -> None:
         return q
 
     @app.get("/v1/jobs", tags=["jobs"], responses=errors(401, 403, 422))
-    def list_jobs(who: Who, state: Annotated[str | None, Query(max_length=20, pattern=r"^[a-z]+$")] = None,
+    def list_jobs(who: Who, state: Annotated[JobState | None, Query()] = None,
                   team: Annotated[ModelName | None, Query()] = None,
                   after: Annotated[int, Query(ge=0, le=2**62)] = 0,
                   limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
-                  newest: Annotated[bool, Query(description="newest first")] = False) -> list[dict[str, Any]]:
+                  newest: Annotated[bool, Query(description="newest first")] = False,
+                  active: Annotated[bool, Query(description="only queued, placed and running jobs")] = False,
+                  ) -> list[dict[str, Any]]:
         q = _jobs_query(who, team).where(T.Job.id > after)
         if state:
             q = q.where(T.Job.state == state)
+        if active:
+            q = q.where(T.Job.state.in_(ACTIVE_STATES))
         order = T.Job.id.desc() if newest else T.Job.id
         with Session(db) as s:
-            return [job_json(j) for j in s.scalars(q.order_by(order).limit(limit))]
+            rows = list(s.scalars(q.order_by(order).limit(limit)))
+            where = _clusters_now(s, [j.id for j in rows])
+            return [{**job_json(j), "clusters": where.get(j.id, [])} for j in rows]
+
+    def _clusters_now(s: Session, ids: list[int]) -> dict[int, list[str]]:
+        """The clusters each job holds GPUs on now (its unreleased placements)."""
+        out: dict[int, set[str]] = {}
+        for i in range(0, len(ids), 500):
+            for jid, cluster in s.execute(select(T.Placement.job_id, T.Placement.cluster).where(
+                    T.Placement.job_id.in_(ids[i:i + 500]), T.Placement.released_at.is_(None))):
+                out.setdefault(jid, set()).add(cluster)
+        return {jid: sorted(c) for jid, c in out.items()}
 
     def _own_job(s: Session, who: Principal, job_id: int) -> T.Job:
         j = s.get(T.Job, job_id)
