@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -143,11 +144,21 @@ class Client:
         self.http = httpx.Client(base_url=self.base, headers=headers, timeout=60.0)
 
     def call(self, method: str, path: str, *, json_body: Any = None, params: dict | None = None,
-             headers: dict | None = None, expect_json: bool = True) -> Any:
+             headers: dict | None = None, expect_json: bool = True, idempotent: bool | None = None) -> Any:
+        """One API call. An idempotent one (GET, PUT, DELETE, or a caller that says so: a keyed submission,
+        a cancel) is retried on connection errors and 5xx answers with exponential backoff."""
         import httpx
+        from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+        again = method in ("GET", "PUT", "DELETE", "HEAD") if idempotent is None else idempotent
+        attempts = max(1, int(os.environ.get("GPUFLEET_CLIENT_RETRIES", RETRIES))) if again else 1
+        retrying = Retrying(stop=stop_after_attempt(attempts), wait=wait_exponential(multiplier=RETRY_WAIT_S, max=5),
+                            retry=retry_if_exception(_transient), reraise=True)
         try:
-            r = self.http.request(method, path, json=json_body, params=params, headers=headers)
-        except httpx.HTTPError as e:
+            r = retrying(self._send, method, path, json_body, params, headers)
+        except _ServerError as e:
+            r = e.response
+        except (httpx.HTTPError, RetryError) as e:
             _fail(f"cannot reach the gpufleet server at {self.base}: {e} (is `gpufleet serve` running? "
                   "set --server or GPUFLEET_SERVER)")
         if r.status_code >= 400:
@@ -163,6 +174,30 @@ class Client:
                 _fail(str(message), EXIT_BAD_INPUT)
             _fail(f"{message} (HTTP {r.status_code})")
         return r.json() if expect_json else r.text
+
+
+    def _send(self, method: str, path: str, json_body: Any, params: dict | None, headers: dict | None) -> Any:
+        r = self.http.request(method, path, json=json_body, params=params, headers=headers)
+        if r.status_code >= 500:
+            raise _ServerError(r)
+        return r
+
+
+RETRIES = 5          # attempts of an idempotent call (GPUFLEET_CLIENT_RETRIES overrides)
+RETRY_WAIT_S = 0.2   # first backoff; doubles each time, at most 5 s
+
+
+class _ServerError(Exception):
+    """A 5xx answer: worth another try when the call is idempotent."""
+
+    def __init__(self, response: Any):
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+def _transient(e: BaseException) -> bool:
+    import httpx
+    return isinstance(e, (_ServerError, httpx.TransportError))
 
 
 def _fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
@@ -194,15 +229,15 @@ def submit(
         report_file_error(e)
     if not (job.command or "").strip():
         raise _bad(f"{file}: command: the live control plane runs a command; add `command:` to the job")
-    body: dict[str, Any] = {"job": job.model_dump(mode="json", exclude_unset=True)}
-    if key is not None:
-        body["key"] = key
-    res = Client(server).call("POST", "/v1/jobs", json_body=body)
+    # A key makes a retry safe: without one the client makes one, so its own retries never duplicate a job.
+    body: dict[str, Any] = {"job": job.model_dump(mode="json", exclude_unset=True),
+                            "key": key if key is not None else f"cli-{uuid.uuid4().hex}"}
+    res = Client(server).call("POST", "/v1/jobs", json_body=body, idempotent=True)
     if as_json:
-        emit_json(res)
+        emit_json({**res, "key": body["key"]})
         return
     verb = "submitted" if res.get("created") else "already submitted (same key)"
-    out.print(f"job {res['id']} {verb}: {job.name}")
+    out.print(f"job {res['id']} {verb}: {job.name} (key {escape(body['key'])})")
 
 
 class JobState(str, Enum):
@@ -266,7 +301,7 @@ def job(job_id: Annotated[int, typer.Argument(help="job id")], server: ServerOpt
 def cancel(job_id: Annotated[int, typer.Argument(help="job id")], server: ServerOpt = None,
            as_json: JsonOpt = False) -> None:
     """Cancel a job (stops its work if it runs)."""
-    res = Client(server).call("POST", f"/v1/jobs/{job_id}/cancel")
+    res = Client(server).call("POST", f"/v1/jobs/{job_id}/cancel", idempotent=True)  # cancelling twice is once
     if as_json:
         emit_json(res)
         return
