@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future
 from typing import Self
 
 import pytest
@@ -25,6 +26,11 @@ class InProcessPool:
 
     def map(self, fn, items):
         return [fn(i) for i in items]
+
+    def submit(self, fn, *args):
+        f: Future = Future()
+        f.set_result(fn(*args))
+        return f
 
 
 @pytest.fixture
@@ -57,3 +63,10 @@ def test_demo_with_a_json_file_keeps_the_narration_on_stdout(short_demo, tmp_pat
     assert r.code == 0, r.err
     assert "gpufleet demo:" in r.out and "Cost: placing by effective cost" in r.out
     assert len(json.loads(doc_file.read_text())["runs"]) == 2
+
+
+def test_each_demo_run_reports_its_progress(monkeypatch):
+    monkeypatch.setattr(demo_choice, "CHOICE_MONTHS", 1)
+    seen: dict = {}
+    r = demo._one((demo.CHOICE, "cost", 0, 3, seen))
+    assert r["profile"] == "cost" and seen[3] >= 0.98           # the parent's bar for run 3 reaches the end

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, wait
+from multiprocessing import Manager
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from typer.core import TyperCommand
 
 from ..files import load_scenario
@@ -20,14 +22,39 @@ DEMO_OUTAGE = "aws@2026-09-01T00:00/48h"  # a whole provider lost for two days a
 PROFILES = ("cost", "list-price")
 
 
-def _one(args: tuple[str, str, int]) -> dict:
-    file, profile, seed = args
+def _one(args: tuple[str, str, int, int, Any]) -> dict:
+    file, profile, seed, idx, seen = args
+    last = [0.0]
+
+    def progress(f: float) -> None:   # a few dozen updates per run: the dict is another process's
+        if f - last[0] >= 0.02 or f >= 1.0:
+            last[0] = f
+            seen[idx] = f
     if file == CHOICE:
-        return run_choice(profile, seed)
+        return run_choice(profile, seed, progress)
     p = load_scenario(file)
     sim = build_simulator(p, profile=profile, queue="priority", seed=seed, until=DEMO_UNTIL, fail=[DEMO_OUTAGE],
                           random_failures=True)
+    sim.opt.progress = progress
     return run_with_progress(sim, show=False)
+
+
+def _run_all(jobs: list[tuple[str, str, int]], console: Any) -> list[dict]:
+    """The runs two at a time, each with its own progress bar (workers write their share done into a
+    dict the parent reads)."""
+    labels = [f"{file.removesuffix('.yaml').rsplit('/', 1)[-1]} · {prof}" for file, prof, _ in jobs]
+    with Manager() as mgr:
+        seen = mgr.dict()
+        with ProcessPoolExecutor(max_workers=2) as pool, \
+                Progress(TextColumn("{task.description:<28}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                         TimeElapsedColumn(), console=console, transient=True) as bar:
+            tasks = [bar.add_task(label, total=1.0) for label in labels]
+            futures = [pool.submit(_one, (*job, i, seen)) for i, job in enumerate(jobs)]
+            while not all(f.done() for f in futures):
+                wait(futures, timeout=0.25)
+                for i, t in enumerate(tasks):
+                    bar.update(t, completed=1.0 if futures[i].done() else seen.get(i, 0.0))
+            return [f.result() for f in futures]
 
 
 def _outage(r: dict) -> dict:
@@ -102,8 +129,7 @@ def demo(report: Annotated[str, typer.Option(help="where to write the HTML repor
               f"profiles {' vs '.join(PROFILES)}; then {CHOICE.removesuffix('.yaml')}, profiles "
               f"{' vs '.join(CHOICE_PROFILES)} against the LP bound (four runs, two at a time)...")
     jobs = [(file, prof, seed) for prof in PROFILES] + [(CHOICE, prof, seed) for prof in CHOICE_PROFILES]
-    with ProcessPoolExecutor(max_workers=2) as pool:
-        done = list(pool.map(_one, jobs))
+    done = _run_all(jobs, say)
     results, choice = done[:len(PROFILES)], done[len(PROFILES):]
     lp = lp_bound()
     wait = WaitUnit(done)   # one unit for every wait the demo shows

@@ -3,6 +3,8 @@ divided by the LP bound on the same window: the scenario where following the pla
 
 from __future__ import annotations
 
+from typing import Callable
+
 from rich.table import Table
 
 from ..files import load_scenario
@@ -18,11 +20,12 @@ CHOICE_MONTHS = 3
 CHOICE_PROFILES = ("plan", "cost")
 
 
-def run_choice(profile: str, seed: int) -> dict:
+def run_choice(profile: str, seed: int, progress: Callable[[float], None] | None = None) -> dict:
     p = load_scenario(example_path(CHOICE))
     until = add_months(p.start, CHOICE_MONTHS).isoformat()
     sim = build_simulator(p, profile=profile, queue="priority", seed=seed, until=until, fail=[],
                           random_failures=False)
+    sim.opt.progress = progress
     return run_with_progress(sim, show=False)
 
 
