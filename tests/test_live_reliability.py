@@ -158,11 +158,12 @@ def test_client_verbs_against_a_real_server(tmp_path):
         assert json.loads(r.stdout) == {"id": jid, "created": False, "key": "once"}
         wait_for(lambda: json.loads(gpufleet("job", str(jid), "--json", env=env).stdout)["state"] == "succeeded",
                  what="the job to finish")
-        listed = json.loads(gpufleet("jobs", "--json", env=env).stdout)
+        assert json.loads(gpufleet("jobs", "--json", env=env).stdout) == []   # active work only, by default
+        listed = json.loads(gpufleet("jobs", "--all", "--json", env=env).stdout)
         assert [(j["id"], j["key"], j["state"]) for j in listed] == [(jid, "once", "succeeded")]
         assert gpufleet("logs", str(jid), env=env).stdout == "hello from local-a\n"
         kinds = [e["kind"] for e in json.loads(gpufleet("events", "--job", str(jid), "--json", env=env).stdout)]
-        assert kinds == ["submitted", "placed", "started", "succeeded"]
+        assert kinds == ["succeeded", "started", "placed", "submitted"]          # newest first
         assert json.loads(gpufleet("cancel", str(jid), "--json", env=env).stdout)["state"] == "succeeded"
         admin = {**base, "GPUFLEET_TOKEN": ADMIN}
         bill = json.loads(gpufleet("spend", "--json", env=admin).stdout)

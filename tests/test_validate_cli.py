@@ -132,3 +132,33 @@ def test_job_files_validate(tmp_path):
     bad2 = write(tmp_path, "name: j\ngpus: lots\n", "l.yaml")
     r = gpufleet("validate", bad2)
     assert r.code == 2 and "expected TYPE:COUNT" in r.err and "gpus" in r.err
+
+
+def _scenario_with_two_problems(tmp_path):
+    text = open("examples/posttrain-crunch.yaml", encoding="utf-8").read()
+    text = text.replace("    gpu: H100\n    domains: 128                  # 1,024 GPUs in 8-GPU HGX nodes, one fabric",
+                        "    gpu: H999\n    domains: 128", 1)                       # a cross-reference problem
+    text = text.replace("    domains: 64                   # 512 GPUs, one fabric", "    domains: 64\n    domain_size: -3", 1)
+    f = tmp_path / "two.yaml"
+    f.write_text(text, encoding="utf-8")
+    return f
+
+
+def test_field_and_reference_problems_show_in_one_pass_without_follow_ons(tmp_path):
+    r = gpufleet("validate", str(_scenario_with_two_problems(tmp_path)), "--json")
+    assert r.code == 2
+    problems = r.json()["files"][0]["problems"]
+    fields = [p["field"] for p in problems]
+    assert fields == ["clusters[0].gpu", "clusters[2].domain_size"]      # both, in file order, with lines
+    assert all(p["line"] for p in problems)
+    # not reported: the contracts naming the two broken clusters, nor the gang that fits no fabric left
+    assert not any("unknown cluster" in p["message"] or "fabric" in p["message"] for p in problems)
+
+
+def test_a_whole_job_check_points_at_its_field_and_never_prints_the_job_back(tmp_path):
+    f = tmp_path / "j.yaml"
+    f.write_text("name: j\nkind: training\ngpus: H100:8\ntp: 3\ncommand: run\n", encoding="utf-8")
+    r = gpufleet("validate", str(f))
+    assert r.code == 2
+    assert f"{f}:4:1: tp: 8 GPUs are not a whole number of tensor-parallel groups of 3" in r.err
+    assert "{'name'" not in r.err

@@ -14,6 +14,7 @@ from ..model.checks import build_portfolio
 from ..model.job import JobSpec
 from ..model.problems import InvalidInput, Path, Problem, format_path
 from ..model.scenario import Portfolio, Scenario
+from .onepass import prune
 from .yamlpos import Positions, YamlTooBig, locate, parse_yaml
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -131,11 +132,15 @@ def _pydantic_problems(err: ValidationError, doc: Any, file: str, pos: Positions
     for e in err.errors(include_url=False):
         path = _data_path(tuple(e["loc"]), doc)
         msg = e["msg"].replace("Input should be ", "expected ").replace("Value error, ", "")
+        field, sep, rest = msg.partition(": ")
+        whole = isinstance(e.get("input"), dict)   # a check of a whole item: never print the item back
+        if whole and sep and field.isidentifier():
+            path, msg = path + (field,), rest   # "tp: ..." from a whole-item check: point at `tp`
         if e["type"] == "missing":
             msg = "required field is missing"
         elif e["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling; see `gpufleet schema`)"
-        elif "input" in e and e["type"] not in ("union_tag_invalid",):
+        elif "input" in e and e["type"] not in ("union_tag_invalid",) and not whole:
             msg = f"{msg}; found {_short(e['input'])}"
         line_col = locate(path, pos)
         out.append(FileProblem(file, msg, format_path(path), *(line_col or (None, None))))
@@ -154,11 +159,31 @@ def _validate(model: type[M], doc: Any, file: str, pos: Positions) -> M:
 
 
 def _scenario(doc: Any, pos: Positions, file: str, catalog: Catalog | None) -> Portfolio:
-    scenario = _validate(Scenario, doc, file, pos)
+    try:
+        scenario = Scenario.model_validate(doc)
+    except ValidationError as e:
+        found = _pydantic_problems(e, doc, file, pos) + _rest(doc, e, pos, file, catalog)
+        raise FileError(sorted(found, key=lambda p: (p.line is None, p.line or 0, p.col or 0))) from None
     try:
         return build_portfolio(scenario, catalog or bundled_catalog())
     except InvalidInput as e:
         raise FileError(_problems(e.problems, file, pos)) from None
+
+
+def _rest(doc: Any, err: ValidationError, pos: Positions, file: str, catalog: Catalog | None) -> list[FileProblem]:
+    """The cross-reference problems of the items that passed their own fields (files/onepass.py)."""
+    pruned = prune(doc, err)
+    if pruned is None:
+        return []
+    try:
+        build_portfolio(Scenario.model_validate(pruned.doc), catalog or bundled_catalog(),
+                        partial=bool(pruned.index.keys() & {"clusters", "gpu_types", "providers"}))
+    except (ValidationError, InvalidInput) as e:
+        if isinstance(e, ValidationError):
+            return []
+        kept = [Problem(pruned.original(p.path), p.message) for p in e.problems if not pruned.follows(p)]
+        return _problems(kept, file, pos)
+    return []
 
 
 def parse_scenario(text: str, file: str = "<scenario>", catalog: Catalog | None = None) -> Portfolio:

@@ -14,7 +14,7 @@ from .contracts import ReservedCapacity, SpendCommitment
 from .fleet import DEFAULT_GPU_MTBF_H, KNOWN_PROVIDERS, Cluster, ClusterSpec, ProviderSpec
 from .problems import InvalidInput, Path, Problem
 from .scenario import Portfolio, Scenario
-from .workloads import BatchWorkload, InferenceWorkload, TrainingWorkload
+from .workloads import BatchWorkload, InferenceWorkload, TrainingWorkload, Workload
 
 if TYPE_CHECKING:
     from ..catalog.loader import Catalog
@@ -134,7 +134,9 @@ def _allowed_clusters(w, clusters: dict[str, Cluster], catalog: "Catalog") -> li
 
 
 def _check_workloads(s: Scenario, clusters: dict[str, Cluster], providers: dict[str, ProviderSpec],
-                     catalog: "Catalog", out: list[Problem]) -> None:
+                     catalog: "Catalog", out: list[Problem], fleet_known: bool = True) -> None:
+    """References of each workload and, when every cluster resolved (`fleet_known`), whether it can ever
+    fit the fleet (a fleet with a broken cluster would only give follow-on errors)."""
     team_names = {t.name for t in s.teams}
     regions = {c.region for c in clusters.values()} | {c.area for c in clusters.values()}
     for i, w in enumerate(s.workloads):
@@ -147,48 +149,57 @@ def _check_workloads(s: Scenario, clusters: dict[str, Cluster], providers: dict[
         for j, p in enumerate(w.providers or []):
             if p not in providers:
                 out.append(Problem(at + ("providers", j), f"unknown provider {p!r}"))
-        for j, r in enumerate(w.regions or []):
-            if r not in regions:
-                out.append(Problem(at + ("regions", j), f"no cluster is in region or area {r!r}"))
-        allowed = _allowed_clusters(w, clusters, catalog)
-        group = w.tp if isinstance(w, TrainingWorkload) else (
-            w.replica_tp if isinstance(w, InferenceWorkload) else w.gpus)
-        largest = max((c.usable_gpus_per_domain for c in allowed), default=0)
-        if allowed and group > largest:
-            field = "gpus" if isinstance(w, BatchWorkload) else "tp"
-            out.append(Problem(at + (field,), f"a group of {group} GPUs must sit in one NVLink domain, but "
-                               f"the largest allowed domain has {largest} usable GPUs"))
-        if not allowed and not any(p.path[:2] == at for p in out):
-            out.append(Problem(at + ("gpu_types",), "no cluster offers an allowed GPU type in an allowed "
-                               "region and provider"))
-        if isinstance(w, TrainingWorkload):
-            if w.tp > w.gpus or w.gpus % w.tp:
-                out.append(Problem(at + ("gpus",), f"{w.gpus} GPUs are not a whole number of tensor-parallel "
-                                   f"groups of {w.tp}"))
-            fabric = max((c.max_gang_gpus for c in allowed), default=0)
-            if allowed and w.gpus > fabric:
-                out.append(Problem(at + ("gpus",), f"a gang of {w.gpus} GPUs must sit in one cluster fabric, "
-                                   f"but the largest allowed fabric has {fabric} GPUs"))
-            if w.deadline is not None and w.deadline <= w.start:
-                out.append(Problem(at + ("deadline",), f"deadline {w.deadline} is not after start {w.start}"))
-        elif isinstance(w, InferenceWorkload):
+        if isinstance(w, TrainingWorkload) and (w.tp > w.gpus or w.gpus % w.tp):
+            out.append(Problem(at + ("gpus",), f"{w.gpus} GPUs are not a whole number of tensor-parallel "
+                               f"groups of {w.tp}"))
+        if isinstance(w, TrainingWorkload) and w.deadline is not None and w.deadline <= w.start:
+            out.append(Problem(at + ("deadline",), f"deadline {w.deadline} is not after start {w.start}"))
+        if isinstance(w, InferenceWorkload):
             for j in range(1, len(w.demand)):
                 if w.demand[j].date <= w.demand[j - 1].date:
                     out.append(Problem(at + ("demand", j, "date"), "demand dates must increase"))
-            for j, d in enumerate(w.demand):
-                for r in d.replicas:
-                    if r not in regions:
-                        out.append(Problem(at + ("demand", j, "replicas", r), f"no cluster is in region or area {r!r}"))
-            n_prov = len({c.provider for c in allowed})
-            if allowed and w.min_providers > n_prov:
-                out.append(Problem(at + ("min_providers",), f"needs {w.min_providers} providers but only "
-                                   f"{n_prov} offer allowed capacity"))
         elif isinstance(w, BatchWorkload) and w.end <= w.start:
             out.append(Problem(at + ("end",), f"end {w.end} is not after start {w.start}"))
+        if fleet_known:
+            _check_fit(w, at, clusters, regions, catalog, out)
 
 
-def build_portfolio(s: Scenario, catalog: "Catalog") -> Portfolio:
-    """Resolve every reference of `s`; raise InvalidInput with all problems found."""
+def _check_fit(w: Workload, at: Path, clusters: dict[str, Cluster], regions: set[str], catalog: "Catalog",
+               out: list[Problem]) -> None:
+    """Whether the workload can ever fit the fleet: its regions, domains, fabrics and providers."""
+    for j, r in enumerate(w.regions or []):
+        if r not in regions:
+            out.append(Problem(at + ("regions", j), f"no cluster is in region or area {r!r}"))
+    allowed = _allowed_clusters(w, clusters, catalog)
+    group = w.tp if isinstance(w, TrainingWorkload) else (
+        w.replica_tp if isinstance(w, InferenceWorkload) else w.gpus)
+    largest = max((c.usable_gpus_per_domain for c in allowed), default=0)
+    if allowed and group > largest:
+        field = "gpus" if isinstance(w, BatchWorkload) else "tp"
+        out.append(Problem(at + (field,), f"a group of {group} GPUs must sit in one NVLink domain, but "
+                           f"the largest allowed domain has {largest} usable GPUs"))
+    if not allowed and not any(p.path[:2] == at for p in out):
+        out.append(Problem(at + ("gpu_types",), "no cluster offers an allowed GPU type in an allowed "
+                           "region and provider"))
+    if isinstance(w, TrainingWorkload):
+        fabric = max((c.max_gang_gpus for c in allowed), default=0)
+        if allowed and w.gpus > fabric:
+            out.append(Problem(at + ("gpus",), f"a gang of {w.gpus} GPUs must sit in one cluster fabric, "
+                               f"but the largest allowed fabric has {fabric} GPUs"))
+    elif isinstance(w, InferenceWorkload):
+        for j, d in enumerate(w.demand):
+            for r in d.replicas:
+                if r not in regions:
+                    out.append(Problem(at + ("demand", j, "replicas", r), f"no cluster is in region or area {r!r}"))
+        n_prov = len({c.provider for c in allowed})
+        if allowed and w.min_providers > n_prov:
+            out.append(Problem(at + ("min_providers",), f"needs {w.min_providers} providers but only "
+                               f"{n_prov} offer allowed capacity"))
+
+
+def build_portfolio(s: Scenario, catalog: "Catalog", partial: bool = False) -> Portfolio:
+    """Resolve every reference of `s`; raise InvalidInput with all problems found. `partial`: items of the
+    file were left out (they failed their own fields), so whether work fits the fleet is not judged."""
     out: list[Problem] = []
     if s.end <= s.start:
         out.append(Problem(("end",), f"scenario ends ({s.end}) on or before it starts ({s.start})"))
@@ -199,12 +210,15 @@ def build_portfolio(s: Scenario, catalog: "Catalog") -> Portfolio:
     providers = {n: ProviderSpec(name=n, kind=n, display_name=d) for n, d in KNOWN_PROVIDERS.items()}  # type: ignore[arg-type]
     providers.update({p.name: p for p in s.providers})
     clusters: dict[str, Cluster] = {}
+    failed: set[str] = set()   # clusters with problems of their own: a reference to one is not one more
     for i, spec in enumerate(s.clusters):
         c = _resolve_cluster(i, spec, catalog, providers, out)
         if c is not None:
             clusters.setdefault(c.name, c)
+        else:
+            failed.add(spec.name)
     _check_contracts(s, clusters, providers, out)
-    _check_workloads(s, clusters, providers, catalog, out)
+    _check_workloads(s, clusters, providers, catalog, out, fleet_known=not failed and not partial)
     for i, lim in enumerate(s.policies.concentration_limits):
         if lim.provider is not None and lim.provider not in providers:
             out.append(Problem(("policies", "concentration_limits", i, "provider"), f"unknown provider {lim.provider!r}"))
@@ -212,6 +226,7 @@ def build_portfolio(s: Scenario, catalog: "Catalog") -> Portfolio:
         base = o.target.split("#", 1)[0]
         if base not in providers and base not in clusters:
             out.append(Problem(("failures", "outages", i, "target"), f"{o.target!r} names no provider or cluster"))
+    out = [p for p in out if not any(f"unknown cluster {n!r}" in p.message for n in failed)]
     if out:
         raise InvalidInput(out)
     return Portfolio(scenario=s, gpus=catalog.gpus, providers=providers, clusters=clusters,

@@ -55,12 +55,13 @@ class JobSpec(Model):
 
     @model_validator(mode="after")
     def _complete(self) -> "JobSpec":
+        # Whole-job checks name the field they are about first ("tp: ..."): the loader points there.
         if not self.gpu_types:
-            raise ValueError("name a GPU type: `gpus: TYPE:COUNT` or `any_of: [...]`")
+            raise ValueError("gpus: name a GPU type: `gpus: TYPE:COUNT` or `any_of: [...]`")
         if self.kind == "inference" and not sum((self.replicas or {}).values()):
-            raise ValueError("an inference job needs `replicas` per region (at least one replica)")
+            raise ValueError("replicas: an inference job needs `replicas` per region (at least one replica)")
         if self.kind != "inference" and self.tp is not None and self.gpu_count % self.tp:
-            raise ValueError(f"{self.gpu_count} GPUs are not a whole number of tensor-parallel groups of {self.tp}")
+            raise ValueError(f"tp: {self.gpu_count} GPUs are not a whole number of tensor-parallel groups of {self.tp}")
         return self
 
     @property
