@@ -1,9 +1,12 @@
 """Build hook: compile the placement and simulation cores with mypyc (the same Python source, about twice as fast).
 
-Set GPUFLEET_PURE=1 to install it as plain Python (no C compiler needed); behaviour is identical.
+Set GPUFLEET_PURE=1 to install it as plain Python (no C compiler needed); behaviour is identical. An editable
+install (`pip install -e .`, for development) is always plain Python: compiled modules would sit next to the
+sources and shadow every later edit until a reinstall.
 """
 
 import os
+import sys
 
 from setuptools import setup
 
@@ -14,7 +17,10 @@ COMPILED += [f"scheduling/{m}" for m in ("work", "queue", "scheduler")]
 COMPILED += [f"simulation/{m}" for m in ("loop", "accounting", "metrics", "simulator")]
 
 ext_modules = []
-if os.environ.get("GPUFLEET_PURE", "") not in ("1", "true", "yes"):
+EDITABLE = "editable_wheel" in sys.argv   # PEP 660: setuptools builds an editable install through this command
+if EDITABLE:
+    print("gpufleet: editable install, the placement core stays plain Python (edits take effect at once)")
+elif os.environ.get("GPUFLEET_PURE", "") not in ("1", "true", "yes"):
     try:
         from mypyc.build import mypycify
     except ImportError:  # building without mypy available: fall back to pure Python
