@@ -96,3 +96,13 @@ def test_submit_sends_a_generated_key_when_none_is_given(monkeypatch, tmp_path):
     r = gpufleet("submit", "examples/jobs/hello-local.yaml", "--json")
     assert r.code == 0, r.err
     assert sent[0]["key"].startswith("cli-") and json.loads(r.out)["key"] == sent[0]["key"]
+
+
+@pytest.mark.parametrize("status,code", [(409, 1), (422, 2), (502, 1)])
+def test_buy_block_exits_as_documented(status, code, monkeypatch):
+    monkeypatch.setattr("gpufleet.cli.live.RETRY_WAIT_S", 0.0)
+    real = httpx.Client
+    answer = httpx.MockTransport(lambda req: httpx.Response(status, json={"error": f"refused ({status})"}))
+    monkeypatch.setattr(httpx, "Client", lambda **kw: real(**kw, transport=answer))
+    r = gpufleet("capacity", "buy-block", "aws", "cb-123")
+    assert r.code == code and f"refused ({status})" in r.err

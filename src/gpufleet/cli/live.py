@@ -144,9 +144,11 @@ class Client:
         self.http = httpx.Client(base_url=self.base, headers=headers, timeout=60.0)
 
     def call(self, method: str, path: str, *, json_body: Any = None, params: dict | None = None,
-             headers: dict | None = None, expect_json: bool = True, idempotent: bool | None = None) -> Any:
+             headers: dict | None = None, expect_json: bool = True, idempotent: bool | None = None,
+             exits: dict[int, int] | None = None) -> Any:
         """One API call. An idempotent one (GET, PUT, DELETE, or a caller that says so: a keyed submission,
-        a cancel) is retried on connection errors and 5xx answers with exponential backoff."""
+        a cancel) is retried on connection errors and 5xx answers with exponential backoff. `exits`: the
+        exit code for an HTTP status where a verb documents another than the usual."""
         import httpx
         from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
@@ -166,6 +168,8 @@ class Client:
                 message = r.json().get("error") or r.text
             except ValueError:
                 message = r.text
+            if exits and r.status_code in exits:
+                _fail(str(message), exits[r.status_code])
             if r.status_code in (401, 403):
                 hint = "" if os.environ.get("GPUFLEET_TOKEN") or "GPUFLEET_TOKEN" in str(message) \
                     else " (set GPUFLEET_TOKEN)"
@@ -539,7 +543,8 @@ def capacity_buy_block(backend: Annotated[str, typer.Argument(help="the backend 
                        server: ServerOpt = None, as_json: JsonOpt = False) -> None:
     """Buy a Capacity Block; its upfront fee is recorded and billed under the provider's contracts."""
     res = Client(server).call("POST", f"/v1/backends/{backend}/capacity-blocks",
-                              json_body={"offering_id": offering, "cluster": cluster, "max_usd": max_usd})
+                              json_body={"offering_id": offering, "cluster": cluster, "max_usd": max_usd},
+                              exits={409: EXIT_FAILURE})   # bought before: a failure, not bad input (docs/cli.md)
     if as_json:
         emit_json(res)
         return
