@@ -98,8 +98,9 @@ class Ledger:
                 self.dispatch.add(Active(pid, jid, a.request.id, backend, None, spec, w.team, attempt))
                 self.dispatch.to_start[a.request.id] = None
             where = sorted({a.cluster for a, _ in allocs})
+            n = sum(a.gpus for a, _ in allocs)
             events.append({"at": now, "actor": "scheduler", "kind": "placed", "team": w.team, "job_id": jid,
-                           "message": f"placed on {', '.join(where)} ({sum(a.gpus for a, _ in allocs):,} GPUs)",
+                           "message": f"placed on {', '.join(where)} ({n:,} GPU{'s' if n != 1 else ''})",
                            "detail": {"placements": [{"request": a.request.id, "cluster": a.cluster,
                                                       "provider": a.provider, "parts": [list(x) for x in a.parts],
                                                       "cost_per_gpu_hour": c} for a, c in allocs]}})
