@@ -11,7 +11,7 @@ from cli_helpers import gpufleet
 
 from gpufleet import __version__
 from gpufleet.cli.common import gpus
-from gpufleet.cli.live import EXIT_REFUSED, Client
+from gpufleet.cli.client import EXIT_REFUSED, Client
 
 
 def test_version_prints_the_installed_version():
@@ -58,7 +58,7 @@ class Flaky:
 
 
 def _flaky(server: Flaky, monkeypatch) -> Client:
-    monkeypatch.setattr("gpufleet.cli.live.RETRY_WAIT_S", 0.0)
+    monkeypatch.setattr("gpufleet.cli.client.RETRY_WAIT_S", 0.0)
     c = Client("http://gpufleet.test")
     c.http = httpx.Client(base_url=c.base, transport=httpx.MockTransport(server))
     return c
@@ -100,7 +100,7 @@ def test_submit_sends_a_generated_key_when_none_is_given(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("status,code", [(409, 1), (422, 2), (502, 1)])
 def test_buy_block_exits_as_documented(status, code, monkeypatch):
-    monkeypatch.setattr("gpufleet.cli.live.RETRY_WAIT_S", 0.0)
+    monkeypatch.setattr("gpufleet.cli.client.RETRY_WAIT_S", 0.0)
     real = httpx.Client
     answer = httpx.MockTransport(lambda req: httpx.Response(status, json={"error": f"refused ({status})"}))
     monkeypatch.setattr(httpx, "Client", lambda **kw: real(**kw, transport=answer))
