@@ -72,8 +72,9 @@ def start_server(tmp_path: Path) -> Server:
     admin = {"Authorization": f"Bearer {ADMIN}"}
     app.state.tokens.create("research", "research", False, token=TEAM)
     research = {"Authorization": f"Bearer {TEAM}"}
+    wide = {**JOB, "gpus": "H100:8", "tp": 8}     # two fill the fleet's two domains: the next job waits
     ids = [client.post("/v1/jobs", json={"job": job}, headers=research).json()["id"]
-           for job in (JOB, {**JOB, "name": "big", "gpus": "H100:64"}, {**JOB, "name": "gone"})]
+           for job in ({**wide, "name": "one"}, {**wide, "name": "two"}, {**JOB, "name": "gone"})]
     assert client.post(f"/v1/jobs/{ids[2]}/cancel", headers=research).status_code == 200
     return Server(app, client.get("/v1/spend", headers=admin).json()["since"])
 
@@ -124,6 +125,8 @@ def unstated_rule(case, server: Server) -> str | None:
         tp, count = _whole(job.get("tp")), _gpu_count(job.get("gpus"))
         if job.get("kind", "training") != "inference" and tp and tp > 0 and count and count % tp:
             return "tp does not divide the GPU count"
+        if _never_runs(job, case, server):
+            return "no cluster of the portfolio could ever take the job"
     if case.operation.label == "PUT /v1/portfolio" and isinstance(body.get("scenario"), str):
         try:
             parse_scenario(body["scenario"], "<api>")
@@ -135,6 +138,27 @@ def unstated_rule(case, server: Server) -> str | None:
         if start > time.time() or (until is not None and until < start):
             return "the window is in the future or ends before it starts"
     return None
+
+
+def _never_runs(job: dict, case, server: Server) -> bool:
+    """What the operation's description states: a well-formed job that no cluster could ever take is
+    refused. Asked of a scheduler of its own on the server's portfolio (no live state is read)."""
+    from gpufleet.placement.engine import Engine
+    from gpufleet.scheduling.scheduler import Scheduler
+    from gpufleet.scheduling.translate import job_work
+    from gpufleet.server.schemas import SubmitIn
+    ctl = server.app.state.control
+    if ctl.portfolio is None:
+        return False
+    auth = next((v for k, v in (case.headers or {}).items() if k.lower() == "authorization"), "")
+    try:   # the server's own reading of the body
+        spec = SubmitIn.model_validate({"job": job}).job
+        if auth.endswith(TEAM):
+            spec = spec.model_copy(update={"team": "research"})
+        w = job_work(spec, ctl.catalog, 0.0, prefix="probe")
+    except (ValueError, KeyError):
+        return False
+    return Scheduler(Engine(ctl.portfolio, time.time())).never_runs(w) is not None
 
 
 def check(case, server: Server) -> None:

@@ -275,11 +275,12 @@ def test_the_last_admin_token_cannot_be_revoked_and_the_bootstrap_token_comes_ba
 def test_a_team_token_sees_and_changes_only_its_own_work(live):
     c, admin = live.client, live.admin
     research, serving = live.team("research"), live.team("serving")
-    running = live.submit(research, key="nightly", name="r-train", command="python train.py")["id"]
-    waiting = live.submit(research, name="r-huge", gpus="H100:64")["id"]  # more than the fleet: stays queued
+    running = live.submit(research, key="nightly", name="r-train", gpus="H100:8", tp=8,
+                          command="python train.py")["id"]                  # fills one cluster
     theirs = live.submit(serving, name="s-serve")["id"]  # no `team` in the job: the token's team
     live.wait_state(running, "running")
     live.wait_state(theirs, "running")
+    waiting = live.submit(research, name="r-wide", gpus="H100:8", tp=8)["id"]  # no whole domain free: queued
     assert live.job(theirs)["team"] == "serving" and live.job(running)["team"] == "research"
 
     # research's jobs do not exist for serving: the same answer as for a job that does not exist at all

@@ -47,6 +47,9 @@ def add(app: FastAPI, ctx: Ctx) -> None:
         return (201 if out["created"] else 200), json.dumps({**out, "key": cmd.key}).encode()
 
     @app.post("/v1/jobs", tags=["jobs"], status_code=201,
+              description="Submit a job. 422 also when the job is well formed but no cluster of the portfolio "
+                          "could ever take it (its GPU type, place, NVLink domain or fabric, or a team without "
+                          "quota): the error gives the placement explanation and nothing is stored.",
               responses={200: {"description": "already submitted with this key: the same job"},
                          **errors(400, 401, 403, 422, 503)})
     async def submit(body: SubmitIn, who: Who,
