@@ -63,3 +63,14 @@ def db_url(request, tmp_path):
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return base.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture
+def live(db_url, tmp_path):
+    """A live server in the test process on each database: the real app and control loop, a fake backend."""
+    from fastapi.testclient import TestClient
+    from live_helpers import Live, make_app
+
+    app, backends = make_app(db_url, tmp_path)
+    with TestClient(app) as c:
+        yield Live(c, backends)

@@ -194,13 +194,6 @@ def test_the_team_token_is_not_refused_on_the_routes_any_token_may_use(fleet):
 
 
 # -- the admin token: portfolio, teams, tokens, capacity (both databases) ---------------------------------
-@pytest.fixture
-def live(db_url, tmp_path):
-    app, backends = make_app(db_url, tmp_path)
-    with TestClient(app) as c:
-        yield Live(c, backends)
-
-
 def test_the_admin_token_manages_portfolio_teams_tokens_and_capacity(live):
     c, admin = live.client, live.admin
     text = LIVE_SCENARIO.read_text().replace("name: live-local", "name: live-local-v2", 1)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 from live_helpers import LIVE_SCENARIO, Live, make_app, wait_for
 from sqlalchemy import func, select
@@ -15,13 +14,6 @@ from sqlalchemy.orm import Session
 from gpufleet.backends.fake import FakeBackend
 from gpufleet.store import connect
 from gpufleet.store import tables as T
-
-
-@pytest.fixture
-def live(db_url, tmp_path):
-    app, backends = make_app(db_url, tmp_path)
-    with TestClient(app) as c:
-        yield Live(c, backends)
 
 
 def kinds(live: Live, job_id: int) -> list[str]:

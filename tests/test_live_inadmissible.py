@@ -4,15 +4,7 @@ placement explanation, and nothing is stored; work that only cannot run now is q
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
-from live_helpers import LIVE_SCENARIO, Live, make_app
-
-
-@pytest.fixture
-def live(db_url, tmp_path):
-    app, backends = make_app(db_url, tmp_path)
-    with TestClient(app) as c:
-        yield Live(c, backends)
+from live_helpers import LIVE_SCENARIO, Live
 
 
 def post(live: Live, headers: dict, **job) -> tuple[int, dict]:

@@ -3,20 +3,10 @@ they take."""
 
 from __future__ import annotations
 
-import pytest
 from click.testing import CliRunner
-from fastapi.testclient import TestClient
-from live_helpers import Live, make_app
 
 from gpufleet.cli import live as live_cli
 from gpufleet.cli.main import command
-
-
-@pytest.fixture
-def live(db_url, tmp_path):
-    app, backends = make_app(db_url, tmp_path)
-    with TestClient(app) as c:
-        yield Live(c, backends)
 
 
 def test_the_jobs_list_can_show_active_work_newest_first_with_its_clusters(live):

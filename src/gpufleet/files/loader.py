@@ -176,11 +176,13 @@ def _rest(doc: Any, err: ValidationError, pos: Positions, file: str, catalog: Ca
     if pruned is None:
         return []
     try:
-        build_portfolio(Scenario.model_validate(pruned.doc), catalog or bundled_catalog(),
+        rest = Scenario.model_validate(pruned.doc)
+    except ValidationError:   # what is left still fails its fields: nothing more can be said
+        return []
+    try:
+        build_portfolio(rest, catalog or bundled_catalog(),
                         partial=bool(pruned.index.keys() & {"clusters", "gpu_types", "providers"}))
-    except (ValidationError, InvalidInput) as e:
-        if isinstance(e, ValidationError):
-            return []
+    except InvalidInput as e:
         kept = [Problem(pruned.original(p.path), p.message) for p in e.problems if not pruned.follows(p)]
         return _problems(kept, file, pos)
     return []
