@@ -99,6 +99,12 @@ def test_an_unknown_engine_is_refused(tmp_path):
     assert not (tmp_path / "w").exists()
 
 
+def _ctrl_c_on() -> None:
+    """A terminal's Ctrl-C reaches the demo even when this test runs under a shell's background job, whose
+    children inherit SIGINT ignored (POSIX), as Python then keeps it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_until(what: str, cond, p: subprocess.Popen) -> None:
     """Poll COND while the demo P runs (it has deadlines of its own and ends when one passes)."""
     while not cond():
@@ -130,7 +136,7 @@ def test_a_killed_ray_demo_is_cleaned_up_by_the_next_run_and_an_interrupted_one_
         # the next run stops those first, then is interrupted with its own Ray cluster and server up: a
         # Ctrl-C on a terminal, which reaches the demo's whole process group
         second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
+                                  stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_ctrl_c_on)
         procs.append(second)
         seen: list[str] = []
 
