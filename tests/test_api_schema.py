@@ -132,6 +132,12 @@ def unstated_rule(case, server: Server) -> str | None:
             parse_scenario(body["scenario"], "<api>")
         except FileError:
             return "the scenario does not parse"
+    if case.operation.label == "POST /v1/reports" and isinstance(body.get("doc"), dict):
+        from gpufleet.server.routes.dash import _render
+        try:
+            _render(body["doc"], "t", None)
+        except Exception:
+            return "the doc is not a `gpufleet simulate --json` document"
     if case.operation.label == "GET /v1/spend":
         since, until = _moment((case.query or {}).get("since")), _moment((case.query or {}).get("until"))
         start = since if since is not None else server.first

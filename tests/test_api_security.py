@@ -27,16 +27,19 @@ from live_helpers import ADMIN, LIVE_SCENARIO, Live, make_app, wait_for
 # -- every route, classified ----------------------------------------------------------------------------
 DOCS = {"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}
 PUBLIC = {("GET", "/health"), ("GET", "/metrics"),
-          ("GET", "/")}  # the dashboard: a static page that reads the API with a token pasted into the tab
+          ("GET", "/"),  # the dashboard: a static page that reads the API with a token pasted into the tab
+          ("GET", "/static/plotly.js"), ("GET", "/static/{name}")}  # its script, style and charting library
+PUBLIC_AS = {"/static/{name}": "/static/dashboard.js"}
 ADMIN_ONLY = {("PUT", "/v1/portfolio"), ("PUT", "/v1/teams/{name}"), ("POST", "/v1/tokens"),
               ("GET", "/v1/tokens"), ("DELETE", "/v1/tokens/{token_id}"), ("POST", "/v1/capacity"),
               ("GET", "/v1/spend"), ("GET", "/v1/backends/{name}/capacity-blocks"),
               ("POST", "/v1/backends/{name}/capacity-blocks"), ("POST", "/v1/plans"), ("GET", "/v1/plans"),
-              ("GET", "/v1/plans/{plan_id}")}
+              ("GET", "/v1/plans/{plan_id}"), ("GET", "/v1/plans/{plan_id}/report")}
 ANY_TOKEN = {("GET", "/v1/whoami"), ("GET", "/v1/portfolio"), ("GET", "/v1/teams"), ("POST", "/v1/jobs"),
              ("GET", "/v1/jobs"), ("GET", "/v1/jobs/{job_id}"), ("POST", "/v1/jobs/{job_id}/cancel"),
              ("GET", "/v1/jobs/{job_id}/logs"), ("GET", "/v1/placements"), ("GET", "/v1/events"),
-             ("GET", "/v1/capacity")}  # with a team token, only that team's part (the isolation tests below)
+             ("GET", "/v1/capacity"), ("GET", "/v1/history"), ("GET", "/v1/fleet"), ("POST", "/v1/reports"),
+             ("GET", "/v1/reports"), ("GET", "/v1/reports/{report_id}/report")}  # with a team token, only that team's part (the isolation tests below)
 CLASSIFIED = PUBLIC | ADMIN_ONLY | ANY_TOKEN
 
 # A well-formed body for each route that takes one, so that a refusal is about the credentials alone.
@@ -47,6 +50,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/jobs"): {"job": {"name": "sneaky", "kind": "batch", "gpus": "H100:1", "command": "true"}},
     ("POST", "/v1/capacity"): {"scope": "cluster", "target": "local-a", "reason": "sneaky"},
     ("POST", "/v1/backends/{name}/capacity-blocks"): {"offering_id": "cb-sneaky"},
+    ("POST", "/v1/reports"): {"title": "sneaky", "doc": {"cost_usd": 1.0}},
 }
 
 
@@ -153,7 +157,7 @@ def test_each_route_but_the_public_ones_needs_a_live_token(fleet, route):
     method, path = route
     c = fleet.live.client
     if route in PUBLIC:
-        assert c.request(method, path).status_code == 200
+        assert c.request(method, PUBLIC_AS.get(path, path)).status_code == 200
         return
     last = fleet.last_event()
     for what, headers in fleet.bad_credentials().items():
@@ -188,7 +192,9 @@ def test_admin_routes_refuse_a_team_token(fleet, route):
 
 def test_the_team_token_is_not_refused_on_the_routes_any_token_may_use(fleet):
     c = fleet.live.client
-    for method, path in sorted(ANY_TOKEN - {("POST", "/v1/jobs"), ("POST", "/v1/jobs/{job_id}/cancel")}):
+    # (a report's page needs a report of the team's: tests/test_dashboard_api.py)
+    for method, path in sorted(ANY_TOKEN - {("POST", "/v1/jobs"), ("POST", "/v1/jobs/{job_id}/cancel"),
+                                            ("POST", "/v1/reports"), ("GET", "/v1/reports/{report_id}/report")}):
         r = c.request(method, fleet.url(path), headers=fleet.research)
         assert r.status_code == 200, (method, path, r.status_code, r.text[:200])
 

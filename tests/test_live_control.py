@@ -279,7 +279,8 @@ def test_a_stored_database_path_is_accepted(tmp_path):
 
 def test_the_dashboard_is_served_and_lists_newest_first(live):
     page = live.client.get("/")
-    assert page.status_code == 200 and "gpufleet" in page.text and "Authorization" in page.text
+    assert page.status_code == 200 and "gpufleet" in page.text and "/static/dashboard.js" in page.text
+    assert "Authorization" in live.client.get("/static/dashboard.js").text   # the page reads the API with a token
     research = live.team("research")
     ids = [live.submit(research, name=f"n{i}")["id"] for i in range(3)]
     newest = live.client.get("/v1/jobs", params={"newest": True, "limit": 2}, headers=research).json()

@@ -11,7 +11,7 @@ import typer
 
 from ..devtools.cli import dev_app
 from . import demo as demo_cmd
-from . import inputs, live, place, simulate
+from . import inputs, live, place, reports, simulate
 from . import plan as plan_cmd
 from .common import EXIT_FAILURE, err
 
@@ -40,6 +40,7 @@ app.command()(place.place)
 app.command()(simulate.simulate)
 app.command()(plan_cmd.plan)
 app.command(cls=demo_cmd.DemoCommand)(demo_cmd.demo)
+app.add_typer(reports.report_app, name="report")
 live.register(app)
 app.add_typer(dev_app, name="dev")
 

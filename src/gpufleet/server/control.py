@@ -33,7 +33,7 @@ from ..scheduling.translate import job_work
 from ..scheduling.work import QUEUED, RUNNING, Work
 from ..store import tables as T
 from ..store.db import identity
-from . import charges, plans, recovery
+from . import charges, history, plans, recovery
 from .commands import (
     Cancel,
     Command,
@@ -92,6 +92,7 @@ class Control:
         self.works: dict[int, Work] = {}     # job id -> its work, queued or running
         self.next_job_id = 1                 # this loop is the only writer of jobs: it numbers them
         self.burndown = BurnDown()
+        self.samples = history.Sampler()     # the fleet over time, for the dashboard
         self.snapshot: Snapshot = publish(self)
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -243,6 +244,7 @@ class Control:
             if changed:  # why each job waits, written only when it changes
                 s.flush()
                 s.execute(JOB_REASON, [{"_id": k, "_reason": v} for k, v in changed.items()])
+        self.samples.record(s, self, now)
 
     def backend_of(self, cluster: str) -> str:
         eng = self.engine
@@ -510,7 +512,8 @@ class Control:
             if self.sched is not None:
                 before = len(self.ledger.ops)
                 self.sched.set_time(now, "capacity withdrawn (ramp down)")
-                if len(self.ledger.ops) == before and not self.sched.wants_cycle():
+                if len(self.ledger.ops) == before and not self.sched.wants_cycle() \
+                        and not self.samples.due(now):
                     return
             else:
                 return

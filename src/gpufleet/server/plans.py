@@ -22,6 +22,7 @@ from ..placement.state import to_date
 from ..planning.guidance import gangs_of, guide_of
 from ..planning.planner import solve_problem
 from ..planning.problem import DEFAULT_UNMET_PENALTY, build_problem
+from ..planning.result import plan_doc
 from ..store import tables as T
 from .commands import Command, Refused
 
@@ -66,12 +67,14 @@ def make_plan(portfolio: Portfolio, portfolio_id: int, now_s: float, actor: str,
     if end <= start:
         raise Refused(f"the portfolio ends on {end}: nothing is left to plan", 409)
     t0 = clock()
-    plan = solve_problem(build_problem(portfolio, start, end, unmet_penalty=unmet_penalty))
+    problem = build_problem(portfolio, start, end, unmet_penalty=unmet_penalty)
+    plan = solve_problem(problem)
     wall = clock() - t0
     record = {"horizon_from": start.isoformat(), "horizon_to": end.isoformat(), "status": plan.status,
               "objective_usd": round(plan.objective_usd, 2), "gap": plan.gap, "wall_s": round(wall, 3),
               "inputs": {"unmet_penalty_usd_per_gpu_hour": unmet_penalty, "why": why,
-                         "variables": plan.variables, "constraints": plan.constraints}}
+                         "variables": plan.variables, "constraints": plan.constraints},
+              "doc": plan_doc(plan, problem)}   # the `gpufleet plan --json` document: the dashboard's plots
     label = f"plan {start.isoformat()}..{end.isoformat()}"
     return InstallPlan(actor=actor, portfolio_id=portfolio_id, guide=guide_of(plan, now_s, label, gangs_of(portfolio)), record=record)
 
@@ -88,7 +91,7 @@ def install(c: Control, s: Session, cmd: InstallPlan, now: float) -> dict[str, A
     row = T.StoredPlan(made_at=now, made_by=cmd.actor, portfolio_id=cmd.portfolio_id,
                        horizon_from=r["horizon_from"], horizon_to=r["horizon_to"], status=r["status"],
                        objective_usd=r["objective_usd"], gap=r["gap"], wall_s=r["wall_s"], inputs=r["inputs"],
-                       guide=guide_doc(cmd.guide))
+                       guide=guide_doc(cmd.guide), doc=r.get("doc"))
     s.add(row)
     s.flush()
     c.engine.set_guide(cmd.guide)

@@ -22,6 +22,28 @@ class Snapshot:
     clusters: tuple[Mapping[str, Any], ...] = ()
     team_used: Mapping[str, int] = field(default_factory=dict)
     gauges: dict[str, float] = field(default_factory=lambda: {"queued": 0, "active_placements": 0, "gpus_free": 0})
+    domains: tuple[Mapping[str, Any], ...] = ()       # NVLink-domain occupancy of the largest clusters
+    shares: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # class -> provider -> GPUs
+
+DOMAIN_CLUSTERS = 4   # how many of the largest clusters the dashboard shows domain by domain
+
+
+def _domains(st: Any) -> tuple[Mapping[str, Any], ...]:
+    big = sorted(st.clusters, key=lambda cs: (-len(cs.domains.free) * cs.domains.usable, cs.name))[:DOMAIN_CLUSTERS]
+    return tuple(MappingProxyType({
+        "cluster": cs.name, "provider": cs.provider, "usable": cs.domains.usable,
+        "free": tuple(cs.domains.free[:cs.domains.active]), "down": tuple(sorted(cs.domains.down)),
+        "up": cs.up and cs.provider not in st.providers_down}) for cs in big)
+
+
+def _shares(st: Any) -> Mapping[str, Mapping[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for cs in st.clusters:
+        for cls, n in cs.kind_used.items():
+            if n:
+                by = out.setdefault(cls, {})
+                by[cs.provider] = by.get(cs.provider, 0) + n
+    return MappingProxyType(out)
 
 
 def publish(c: Control) -> Snapshot:
@@ -39,4 +61,4 @@ def publish(c: Control) -> Snapshot:
     gauges = {"queued": queued, "active_placements": len(c.dispatch.active),
               "gpus_free": sum(x["free_gpus"] for x in clusters)}
     return Snapshot(portfolio=c.portfolio, clusters=clusters, team_used=MappingProxyType(dict(st.team_used)),
-                    gauges=gauges)
+                    gauges=gauges, domains=_domains(st), shares=_shares(st))

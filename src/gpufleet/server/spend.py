@@ -181,6 +181,27 @@ def read_rows(s: Session, since: float, until: float) -> tuple[list[Usage], list
     return usage, fees
 
 
+def team_spend(s: Session, bill: dict, since: float, until: float) -> list[dict]:
+    """Each team's GPU-hours in [since, until) and what they cost at each provider's billed rate (the
+    provider's usage dollars over its GPU-hours): contracts bill providers, not teams, so a team's share of a
+    provider's bill is its share of the hours there."""
+    P, J = T.Placement, T.Job
+    provider_of = {c["cluster"]: c["provider"] for c in bill["clusters"]}
+    hours: dict[str, float] = {}
+    for c in bill["clusters"]:
+        hours[c["provider"]] = hours.get(c["provider"], 0.0) + c["gpu_hours"]
+    rate = {p["provider"]: p["usage_usd"] / hours[p["provider"]] for p in bill["providers"] if hours.get(p["provider"])}
+    teams: dict[str, list[float]] = {}
+    for team, cluster, parts, a, b in s.execute(
+            select(J.team, P.cluster, P.parts, P.placed_at, P.released_at).join(J, J.id == P.job_id)
+            .where(P.placed_at < until, or_(P.released_at.is_(None), P.released_at > since))):
+        h = sum(int(n) for _, n in parts) * max(0.0, min(until, b if b is not None else until) - max(a, since)) / HOUR
+        t = teams.setdefault(team, [0.0, 0.0])
+        t[0] += h
+        t[1] += h * rate.get(provider_of.get(cluster, ""), 0.0)
+    return [{"team": k, "gpu_hours": v[0], "usd": v[1]} for k, v in sorted(teams.items())]
+
+
 class BurnDown:
     """What each spend commitment has drawn so far (usage billed under the contracts plus fees): the
     burn-down the engine's cost scorer weighs. Incremental: whole UTC hours not yet billed are billed and

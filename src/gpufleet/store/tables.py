@@ -62,6 +62,7 @@ class StoredPlan(Base):
     wall_s: Mapped[float] = mapped_column(Float)
     inputs: Mapped[dict] = mapped_column(JSON)      # unmet penalty, why it was made
     guide: Mapped[dict] = mapped_column(JSON)       # what the engine follows (placement/guide.py)
+    doc: Mapped[dict | None] = mapped_column(JSON, nullable=True)   # the plan document (`gpufleet plan --json`)
 
 
 class Team(Base):
@@ -174,3 +175,37 @@ class Charge(Base):
     ref: Mapped[str | None] = mapped_column(String(200), nullable=True)  # e.g. the capacity reservation id
     actor: Mapped[str] = mapped_column(String(200))
     detail: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+
+
+class Sample(Base):
+    """The fleet over time, one row per series when its value changes (the dashboard's plots): a cluster's
+    GPUs (live, used, failed), a team's GPUs in use and its queued and running jobs, a commitment's spend.
+    Older rows are thinned: to one per series per minute after an hour, per ten minutes after a day
+    (server.history)."""
+
+    __tablename__ = "samples"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    kind: Mapped[str] = mapped_column(String(20))     # cluster | team | contract
+    name: Mapped[str] = mapped_column(String(200))
+    provider: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    gpus: Mapped[int | None] = mapped_column(BigInteger, nullable=True)     # cluster: GPUs in active domains
+    used: Mapped[int | None] = mapped_column(BigInteger, nullable=True)     # cluster, team: GPUs allocated
+    failed: Mapped[int | None] = mapped_column(BigInteger, nullable=True)   # cluster: GPUs in failed domains
+    queued: Mapped[int | None] = mapped_column(BigInteger, nullable=True)   # team: jobs waiting
+    running: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # team: jobs holding GPUs
+    usd: Mapped[float | None] = mapped_column(Float, nullable=True)         # contract: drawn so far
+
+    __table_args__ = (Index("ix_samples_series", "kind", "name", "at"),)
+
+
+class Report(Base):
+    """A simulation result uploaded to the server (`gpufleet simulate --upload`), shown on the dashboard."""
+
+    __tablename__ = "reports"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float)
+    team: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)  # None: an admin's
+    actor: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(200))
+    doc: Mapped[dict] = mapped_column(JSON)          # the `gpufleet simulate --json` document
