@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, func, insert, select
 from sqlalchemy.orm import Session
 
-from gpufleet.server import history
-from gpufleet.store import tables as T
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from spend import timed  # noqa: E402
+
+from gpufleet.server import history  # noqa: E402
+from gpufleet.store import tables as T  # noqa: E402
 
 DAY = 86_400.0
 
@@ -68,15 +69,6 @@ def full_scan(s: Session, w: history.Window) -> dict[str, Any]:
             for c, x in v.items():
                 out.setdefault(key, {}).setdefault(c, [None] * n)[i] = x
     return {key: cols for key, cols in out.items()}
-
-
-def timed(fn: Any, repeat: int) -> tuple[float, Any]:
-    times, out = [], None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
 
 
 def main() -> None:

@@ -166,10 +166,8 @@ def write_outputs(results: list[dict], p: Portfolio, json_out: str | None, repor
         else:
             Path(json_out).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     if report:
-        from ..report.html import simulation_report
-        terms = {k.name: (k.start.isoformat(), k.end.isoformat(), k.commitment_usd)
-                 for k in p.contracts if k.kind == "spend_commitment"}
-        html = simulation_report(results, f"gpufleet simulation: {p.scenario.name}", notes, terms)
+        from ..report.html import commitment_terms, simulation_report
+        html = simulation_report(results, f"gpufleet simulation: {p.scenario.name}", notes, commitment_terms(p))
         Path(report).write_text(html, encoding="utf-8")
 
 

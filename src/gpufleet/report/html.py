@@ -244,6 +244,12 @@ def _sections(results: list[dict], labels: list[str],
             ("Provider share by workload class", [f for f in share if f is not None])]
 
 
+def commitment_terms(portfolio: Any) -> Terms:
+    """Each spend commitment's term and amount: the straight-line schedule its burn-down is drawn against."""
+    return {k.name: (k.start.isoformat(), k.end.isoformat(), k.commitment_usd)
+            for k in portfolio.contracts if k.kind == "spend_commitment"}
+
+
 def simulation_report(results: list[dict], title: str, notes: list[str] | None = None,
                       contract_terms: Terms | None = None) -> str:
     """The whole page. `contract_terms` gives each spend commitment's term, for its straight-line schedule."""

@@ -36,6 +36,7 @@ class Usage:
     gpus: int
     start: float
     end: float | None
+    team: str | None = None   # the job's team (spend per team)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +172,9 @@ def spend(portfolio: Portfolio, usage: Iterable[Usage], fees: Iterable[Fee], sin
 
 def read_rows(s: Session, since: float, until: float) -> tuple[list[Usage], list[Fee]]:
     """The placements that overlap [since, until] and the fees paid in it."""
-    P = T.Placement
-    usage = [Usage(c, sum(int(n) for _, n in parts), a, b) for c, parts, a, b in s.execute(
-        select(P.cluster, P.parts, P.placed_at, P.released_at)
+    P, J = T.Placement, T.Job
+    usage = [Usage(c, sum(int(n) for _, n in parts), a, b, team) for c, parts, a, b, team in s.execute(
+        select(P.cluster, P.parts, P.placed_at, P.released_at, J.team).outerjoin(J, J.id == P.job_id)
         .where(P.placed_at < until, or_(P.released_at.is_(None), P.released_at > since)))]
     C = T.Charge
     fees = [Fee(r.at, r.provider, r.cluster, r.kind, r.usd, r.ref)
@@ -181,24 +182,23 @@ def read_rows(s: Session, since: float, until: float) -> tuple[list[Usage], list
     return usage, fees
 
 
-def team_spend(s: Session, bill: dict, since: float, until: float) -> list[dict]:
+def team_spend(bill: dict, usage: Iterable[Usage], since: float, until: float) -> list[dict]:
     """Each team's GPU-hours in [since, until) and what they cost at each provider's billed rate (the
     provider's usage dollars over its GPU-hours): contracts bill providers, not teams, so a team's share of a
     provider's bill is its share of the hours there."""
-    P, J = T.Placement, T.Job
     provider_of = {c["cluster"]: c["provider"] for c in bill["clusters"]}
     hours: dict[str, float] = {}
     for c in bill["clusters"]:
         hours[c["provider"]] = hours.get(c["provider"], 0.0) + c["gpu_hours"]
     rate = {p["provider"]: p["usage_usd"] / hours[p["provider"]] for p in bill["providers"] if hours.get(p["provider"])}
     teams: dict[str, list[float]] = {}
-    for team, cluster, parts, a, b in s.execute(
-            select(J.team, P.cluster, P.parts, P.placed_at, P.released_at).join(J, J.id == P.job_id)
-            .where(P.placed_at < until, or_(P.released_at.is_(None), P.released_at > since))):
-        h = sum(int(n) for _, n in parts) * max(0.0, min(until, b if b is not None else until) - max(a, since)) / HOUR
-        t = teams.setdefault(team, [0.0, 0.0])
+    for u in usage:
+        if u.team is None:
+            continue
+        h = u.gpus * max(0.0, min(until, u.end if u.end is not None else until) - max(u.start, since)) / HOUR
+        t = teams.setdefault(u.team, [0.0, 0.0])
         t[0] += h
-        t[1] += h * rate.get(provider_of.get(cluster, ""), 0.0)
+        t[1] += h * rate.get(provider_of.get(u.cluster, ""), 0.0)
     return [{"team": k, "gpu_hours": v[0], "usd": v[1]} for k, v in sorted(teams.items())]
 
 

@@ -149,9 +149,8 @@ def add(app: FastAPI, ctx: Ctx) -> None:
 
 
 def _render(doc: dict[str, Any], title: str, portfolio: Any) -> str:
-    from ...report.html import simulation_report
-    terms = {k.name: (k.start.isoformat(), k.end.isoformat(), k.commitment_usd)
-             for k in (portfolio.contracts if portfolio is not None else []) if k.kind == "spend_commitment"}
+    from ...report.html import commitment_terms, simulation_report
+    terms = commitment_terms(portfolio) if portfolio is not None else {}
     results = _results(doc)
     if not results or not all(isinstance(r, dict) and math.isfinite(float(r["cost_usd"])) for r in results):
         raise ValueError("every run needs a cost_usd")

@@ -58,8 +58,7 @@ def add(app: FastAPI, ctx: Ctx) -> None:
         starts = [to_seconds(k.start) for k in portfolio.contracts] + [u.start for u in usage] + [f.at for f in fees]
         t_bill = min(t1, max(t0, math.floor(min(starts, default=t1) / HOUR) * HOUR))
         bill = spend(portfolio, usage, fees, t_bill, t1)
-        with Session(db) as s:
-            bill["teams"] = team_spend(s, bill, t_bill, t1)
+        bill["teams"] = team_spend(bill, usage, t_bill, t1)
         bill["since"] = t0
         bill["unsettled"] = unsettled
         return bill

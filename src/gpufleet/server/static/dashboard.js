@@ -45,21 +45,17 @@ function plot(id, traces, layout) {
     plot_bgcolor: "#fff", legend: {orientation: "h", y: -0.18}, font: {size: 12}}, titled(layout)),
     {displaylogo: false, responsive: true});
 }
-function sumBy(series, key, col, n) {
+function sumBy(series, keyOf, col, n) {
+  // Each group's series added up point by point (null where none of them has a value).
   const out = {};
   for (const s of series) {
-    const k = s[key] || "?", v = s[col] || [];
+    const k = keyOf(s), v = s[col] || [];
     out[k] = out[k] || new Array(n).fill(null);
     v.forEach((x, i) => { if (x != null) out[k][i] = (out[k][i] || 0) + x; });
   }
   return out;
 }
-
-function total(series, col, n) {
-  const out = new Array(n).fill(null);
-  for (const s of series) (s[col] || []).forEach((x, i) => { if (x != null) out[i] = (out[i] || 0) + x; });
-  return out;
-}
+const total = (series, col, n) => sumBy(series, () => "all", col, n).all || new Array(n).fill(null);
 
 // -- Fleet ----------------------------------------------------------------------------------------------
 async function fleetTab() {
@@ -71,7 +67,7 @@ async function fleetTab() {
   cards($("fleet-cards"), [["GPUs in the fleet", num(live)], ["allocated", num(used)],
     ["free", num(Math.max(0, live - used - failed)), "ok"], ["failed", num(failed), failed ? "bad" : ""],
     ["clusters", num(f.clusters.length)], ["providers", num(new Set(f.clusters.map(c => c.provider)).size)]]);
-  const byProv = sumBy(h.clusters, "provider", "used", n);
+  const byProv = sumBy(h.clusters, s => s.provider || "?", "used", n);
   const traces = Object.entries(byProv).map(([p, ys], i) => ({x, y: ys, name: `${p} allocated`, stackgroup: "used",
     line: {shape: "hv", width: 0.5, color: PALETTE[i % PALETTE.length]}}));
   traces.push({x, y: total(h.clusters, "gpus", n), name: "GPUs in the fleet", line: {shape: "hv", color: "#1d2433", dash: "dot"}});
