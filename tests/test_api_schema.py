@@ -117,7 +117,7 @@ def unstated_rule(case, server: Server) -> str | None:
     """The rule, stated in the schema's descriptions but beyond what JSON Schema can say, that a generated
     request breaks (the server answers it 422), or None."""
     body = case.body if isinstance(case.body, dict) else {}
-    if case.operation.label == "POST /v1/jobs":
+    if case.operation.label in ("POST /v1/jobs", "POST /v1/dry-run"):
         header = next((v for k, v in (case.headers or {}).items() if k.lower() == "idempotency-key"), None)
         if body.get("key") and header and body["key"] != header:
             return "the body's key and the Idempotency-Key header differ"
@@ -125,7 +125,8 @@ def unstated_rule(case, server: Server) -> str | None:
         tp, count = _whole(job.get("tp")), _gpu_count(job.get("gpus"))
         if job.get("kind", "training") != "inference" and tp and tp > 0 and count and count % tp:
             return "tp does not divide the GPU count"
-        if _never_runs(job, case, server):
+        # a dry run answers a job that could never run with `would_place: false` and the reason, not 422
+        if case.operation.label == "POST /v1/jobs" and _never_runs(job, case, server):
             return "no cluster of the portfolio could ever take the job"
     if case.operation.label == "PUT /v1/portfolio" and isinstance(body.get("scenario"), str):
         try:

@@ -265,6 +265,45 @@ class Scheduler:
             res.placed.append((d, a))
         return res
 
+    def trial(self, w: Work) -> tuple[SetResult, list[Work]]:
+        """What submitting `w` now would do, and nothing changed (as `sbatch --test-only`): the waiting work
+        its queue tries first, and each request decided with reasons; a request is held only while the
+        rest of its set is decided, then all are given back. Preemption victims are named, not evicted.
+        Work of the same kind that already waits (the cycle's skip rule), or any waiting work in a blocking
+        discipline or on clusters without a free GPU (a pass stops there), keeps `w` waiting behind it: the
+        result is then one unplaced decision saying so."""
+        part = self.partitions.get(w.part_key)
+        w.seq = self._seq
+        ahead = [e[-1] for e in part.entries if tuple(e[:-1]) <= self.order(w)] if part else []
+        same = next((x for x in ahead if x.blocker == w.blocker), None)
+        if same is not None or (ahead and (self.blocking or self._full(part))):
+            first = same or ahead[0]
+            why = f"would wait behind {first.label}" + (f", which waits: {first.reason}" if first.reason else "")
+            return SetResult(unplaced=[Decision(w.requests[0], reason=why)]), ahead
+        eng, res = self.engine, SetResult()
+        may_preempt = len(w.requests) == 1
+        key = w.requests[0].spread_key
+        used: set[str] = set(self.spread.get(key, ())) if key is not None and w.min_providers > 1 else set()
+        held: list[str] = []
+        try:
+            for r in w.requests:
+                d = self._decide(r, w.min_providers, used, True, may_preempt)
+                if not d.placed:
+                    res.unplaced.append(d)
+                    break
+                if d.victims:   # a single request: nothing else to decide, so nothing to commit
+                    cs = self.state.by_name[d.cluster or ""]
+                    res.placed.append((d, Allocation(r, cs.name, cs.provider, (), self.state.now)))
+                    continue
+                a = eng.commit(d)
+                held.append(r.id)
+                used.add(a.provider)
+                res.placed.append((d, a))
+        finally:
+            for rid in reversed(held):
+                eng.release(rid)
+        return res, ahead
+
     def _decide(self, r: Request, min_providers: int, used: set[str], explain: bool, may_preempt: bool
                 ) -> Decision:
         eng = self.engine

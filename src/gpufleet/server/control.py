@@ -33,7 +33,7 @@ from ..scheduling.translate import job_work
 from ..scheduling.work import QUEUED, RUNNING, Work
 from ..store import tables as T
 from ..store.db import identity
-from . import charges, history, plans, recovery
+from . import charges, dryrun, history, plans, recovery
 from .commands import (
     Cancel,
     Command,
@@ -326,6 +326,8 @@ class Control:
             return self.mark_capacity(s, c)
         if isinstance(c, ReserveCharge):
             return charges.reserve(s, c, self._need_engine(), self.backends, self.clock())
+        if isinstance(c, dryrun.DryRun):
+            return dryrun.answer(self, c, self.clock())
         if isinstance(c, plans.InstallPlan):
             return plans.install(self, s, c, self.clock())
         if isinstance(c, SettleCharge):

@@ -16,6 +16,7 @@ from ...model.base import Name as ModelName
 from ...store import tables as T
 from ..auth import Principal
 from ..commands import Cancel, Submit
+from ..dryrun import DryRun
 from ..fastpath import FastSubmit
 from ..schemas import SubmitIn, errors, event_json, job_json, placement_json
 from . import Ctx
@@ -59,6 +60,16 @@ def add(app: FastAPI, ctx: Ctx) -> None:
                      ) -> Response:
         status, payload = await submitted(prepare_submit(who, body, idempotency_key, clock()))
         return Response(payload, status_code=status, media_type="application/json")
+
+    @app.post("/v1/dry-run", tags=["jobs"],
+              description="The decision the scheduler would make on this job now, and nothing stored (as "
+                          "`sbatch --test-only`): `would_place`, each placement, the jobs a preemption would "
+                          "take, how many waiting jobs its queue tries first, and else the `reason` with every "
+                          "candidate cluster's verdict in `explanation`.",
+              responses=errors(400, 401, 403, 409, 422, 503))
+    async def dry_run(body: SubmitIn, who: Who) -> dict[str, Any]:
+        cmd = prepare_submit(who, body, None, clock())
+        return await run(DryRun(who.actor, cmd.team, cmd.spec, who.admin))
 
     app.state.fast_submit = FastSubmit(tokens, SubmitIn, prepare_submit, submitted, clock)
 
