@@ -39,7 +39,8 @@ ANY_TOKEN = {("GET", "/v1/whoami"), ("GET", "/v1/portfolio"), ("GET", "/v1/teams
              ("GET", "/v1/jobs"), ("GET", "/v1/jobs/{job_id}"), ("POST", "/v1/jobs/{job_id}/cancel"),
              ("GET", "/v1/jobs/{job_id}/logs"), ("GET", "/v1/placements"), ("GET", "/v1/events"),
              ("GET", "/v1/capacity"), ("GET", "/v1/history"), ("GET", "/v1/fleet"), ("POST", "/v1/reports"),
-             ("GET", "/v1/reports"), ("GET", "/v1/reports/{report_id}/report")}  # with a team token, only that team's part (the isolation tests below)
+             ("GET", "/v1/reports"), ("GET", "/v1/reports/{report_id}/report"), ("POST", "/v1/dry-run"),
+             ("GET", "/v1/status")}  # with a team token, only that team's part (the isolation tests below)
 CLASSIFIED = PUBLIC | ADMIN_ONLY | ANY_TOKEN
 
 # A well-formed body for each route that takes one, so that a refusal is about the credentials alone.
@@ -48,6 +49,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/v1/teams/{name}"): {"quota_gpus": 4},
     ("POST", "/v1/tokens"): {"team": "research", "name": "sneaky"},
     ("POST", "/v1/jobs"): {"job": {"name": "sneaky", "kind": "batch", "gpus": "H100:1", "command": "true"}},
+    ("POST", "/v1/dry-run"): {"job": {"name": "sneaky", "kind": "batch", "gpus": "H100:1", "command": "true"}},
     ("POST", "/v1/capacity"): {"scope": "cluster", "target": "local-a", "reason": "sneaky"},
     ("POST", "/v1/backends/{name}/capacity-blocks"): {"offering_id": "cb-sneaky"},
     ("POST", "/v1/reports"): {"title": "sneaky", "doc": {"cost_usd": 1.0}},
@@ -194,7 +196,8 @@ def test_the_team_token_is_not_refused_on_the_routes_any_token_may_use(fleet):
     c = fleet.live.client
     # (a report's page needs a report of the team's: tests/test_dashboard_api.py)
     for method, path in sorted(ANY_TOKEN - {("POST", "/v1/jobs"), ("POST", "/v1/jobs/{job_id}/cancel"),
-                                            ("POST", "/v1/reports"), ("GET", "/v1/reports/{report_id}/report")}):
+                                            ("POST", "/v1/reports"), ("GET", "/v1/reports/{report_id}/report"),
+                                            ("POST", "/v1/dry-run")}):
         r = c.request(method, fleet.url(path), headers=fleet.research)
         assert r.status_code == 200, (method, path, r.status_code, r.text[:200])
 

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from datetime import datetime, timezone
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
 
-from ..files import FileError, load_job, load_scenario
+from ..files import FileError, load_scenario
 from ..files.loader import read_text
 from .client import DEFAULT_SERVER, EXIT_REFUSED, Client, _fail  # noqa: F401 (EXIT_REFUSED: part of the CLI's interface)
 from .common import EXIT_BAD_INPUT, EXIT_FAILURE, emit_json, err, escape, gpus, out, report_file_error
@@ -143,68 +141,6 @@ def _when(t: float | None) -> str:
     if t is None:
         return "-"
     return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def submit(
-    file: Annotated[str, typer.Argument(help="job file (YAML)")],
-    key: Annotated[Optional[str], typer.Option("--key", help="idempotency key: retrying with the same key "
-                                               "never creates a second job")] = None,
-    server: ServerOpt = None, as_json: JsonOpt = False,
-) -> None:
-    """Submit a job file to the server."""
-    try:
-        job = load_job(file)
-    except FileError as e:
-        report_file_error(e)
-    if not (job.command or "").strip():
-        raise _bad(f"{file}: command: the live control plane runs a command; add `command:` to the job")
-    # A key makes a retry safe: without one the client makes one, so its own retries never duplicate a job.
-    body: dict[str, Any] = {"job": job.model_dump(mode="json", exclude_unset=True),
-                            "key": key if key is not None else f"cli-{uuid.uuid4().hex}"}
-    res = Client(server).call("POST", "/v1/jobs", json_body=body, idempotent=True)
-    if as_json:
-        emit_json({**res, "key": body["key"]})
-        return
-    verb = "submitted" if res.get("created") else "already submitted (same key)"
-    out.print(f"job {res['id']} {verb}: {job.name} (key {escape(body['key'])})")
-
-
-class JobState(str, Enum):
-    queued = "queued"
-    placed = "placed"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-
-
-def jobs(
-    state: Annotated[Optional[JobState], typer.Option(help="only jobs in this state")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="every job, finished ones too (default: queued, "
-                                       "placed and running only)")] = False,
-    team: Annotated[Optional[str], typer.Option(help="only this team's jobs (admin tokens)")] = None,
-    limit: Annotated[int, typer.Option(help="at most this many, newest first")] = 1000,
-    server: ServerOpt = None, as_json: JsonOpt = False,
-) -> None:
-    """List jobs, newest first: active work unless --all or --state (a team token sees its own team's)."""
-    params: dict[str, Any] = {"limit": limit, "newest": True}
-    if state:
-        params["state"] = state.value
-    elif not all_:
-        params["active"] = True
-    if team:
-        params["team"] = team
-    res = Client(server).call("GET", "/v1/jobs", params=params)
-    if as_json:
-        emit_json(res)
-        return
-    t = Table("id", "team", "name", "kind", "GPUs", "prio", "state", "cluster", "attempt", "submitted", "reason",
-              box=None, header_style="bold")
-    for j in res:
-        t.add_row(str(j["id"]), j["team"], j["name"], j["kind"], f"{j['gpus']:,}", str(j["priority"]), j["state"],
-                  ", ".join(j.get("clusters", [])) or "-", str(j["attempt"]), _when(j["submitted_at"]),
-                  escape(j["reason"] or ""))
-    out.print(t)
 
 
 def job(job_id: Annotated[int, typer.Argument(help="job id")], server: ServerOpt = None,
@@ -519,7 +455,10 @@ def backends(as_json: JsonOpt = False) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    for f in (serve, submit, jobs, job, cancel, logs, events):
+    from . import ops  # submit, jobs, queue, status: they use this module's options
+    app.command()(serve)
+    ops.register(app)
+    for f in (job, cancel, logs, events):
         app.command()(f)
     app.command()(backends)
     app.command()(spend)

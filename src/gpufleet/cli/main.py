@@ -15,7 +15,7 @@ from . import inputs, live, place, reports, simulate
 from . import plan as plan_cmd
 from .common import EXIT_FAILURE, err
 
-app = typer.Typer(name="gpufleet", no_args_is_help=True, add_completion=False,
+app = typer.Typer(name="gpufleet", no_args_is_help=True, add_completion=True,
                   help="A control plane for GPU capacity across many clouds: model, place, simulate, plan.",
                   pretty_exceptions_enable=False, rich_markup_mode=None)
 

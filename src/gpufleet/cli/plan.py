@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..model.scenario import Portfolio
@@ -193,14 +194,26 @@ def plan(
     pr = _problem(p, start, end, period_months, unmet_penalty)
     variants = _what_ifs(what_if, pr)
     clock = time.perf_counter
-    base = solve_problem(pr, clock=clock)
-    doc = plan_doc(base, pr)
-    if baselines:
-        doc["baselines"] = baselines_doc(base, pr, clock)
-    if variants:
-        doc["what_if"] = [_variant(w, pr, base, clock) for w in variants]
-    if check_months:
-        doc["simulation_check"] = simulation_check(p, base, check_months, clock, seed)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        steps = bar.add_task("solving the plan", total=1 + baselines + len(variants) + bool(check_months))
+        base = solve_problem(pr, clock=clock)
+        doc = plan_doc(base, pr)
+        bar.advance(steps)
+        if baselines:
+            bar.update(steps, description="solving the baselines")
+            doc["baselines"] = baselines_doc(base, pr, clock)
+            bar.advance(steps)
+        if variants:
+            doc["what_if"] = []
+            for w in variants:
+                bar.update(steps, description=f"what-if {escape(w.spec)}")
+                doc["what_if"].append(_variant(w, pr, base, clock))
+                bar.advance(steps)
+        if check_months:
+            bar.update(steps, description=f"simulating the first {check_months} month(s)")
+            doc["simulation_check"] = simulation_check(p, base, check_months, clock, seed)
+            bar.advance(steps)
     write_outputs(doc, json_out, report)
     if json_out != "-":
         print_plan(doc)

@@ -32,7 +32,7 @@ from .control import (
     Refused,
 )
 from .metrics import Metrics
-from .routes import Ctx, dash, fleet, jobs, money, ops
+from .routes import Ctx, dash, fleet, jobs, money, ops, status
 from .routes import plans as plans_routes
 from .routes import tokens as tokens_routes
 
@@ -191,7 +191,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     ctx = Ctx(control=control, db=db, tokens=tokens, clock=clock, metrics=metrics, backends=backends,
               principal=principal, admin=admin, run=run)
-    for add in (ops.add, fleet.add, tokens_routes.add, jobs.add, money.add, plans_routes.add, dash.add):
+    for add in (ops.add, fleet.add, tokens_routes.add, jobs.add, money.add, plans_routes.add, dash.add,
+                status.add):
         add(app, ctx)
 
     def openapi() -> dict[str, Any]:

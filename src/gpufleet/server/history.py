@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from ..scheduling.work import QUEUED, RUNNING
 from ..store import tables as T
+from .snapshot import cluster_gpus
 
 if TYPE_CHECKING:
     from .control import Control
@@ -32,12 +33,7 @@ def _clusters(c: Control) -> dict[Key, dict[str, Any]]:
     st = eng.state
     out: dict[Key, dict[str, Any]] = {}
     for cs in st.clusters:
-        d = cs.domains
-        active = d.active * d.usable
-        up = cs.up and cs.provider not in st.providers_down
-        failed = active if not up else sum(1 for x in d.down if x < d.active) * d.usable
-        out[("cluster", cs.name)] = {"provider": cs.provider, "gpus": active, "used": cs.allocated,
-                                     "failed": failed}
+        out[("cluster", cs.name)] = {"provider": cs.provider, **cluster_gpus(cs, st)}
     return out
 
 

@@ -28,6 +28,16 @@ class Snapshot:
 DOMAIN_CLUSTERS = 4   # how many of the largest clusters the dashboard shows domain by domain
 
 
+def cluster_gpus(cs: Any, st: Any) -> dict[str, int]:
+    """A cluster's GPUs now: in service (ramped in), allocated, and failed (in down domains, or all of it when
+    the cluster or its provider is down)."""
+    d = cs.domains
+    active = d.active * d.usable
+    up = cs.up and cs.provider not in st.providers_down
+    failed = active if not up else sum(1 for x in d.down if x < d.active) * d.usable
+    return {"gpus": active, "used": cs.allocated, "failed": failed}
+
+
 def _domains(st: Any) -> tuple[Mapping[str, Any], ...]:
     big = sorted(st.clusters, key=lambda cs: (-len(cs.domains.free) * cs.domains.usable, cs.name))[:DOMAIN_CLUSTERS]
     return tuple(MappingProxyType({
@@ -55,7 +65,8 @@ def publish(c: Control) -> Snapshot:
     clusters = tuple(MappingProxyType({
         "name": cs.name, "provider": cs.provider, "region": cs.spec.region, "gpu": cs.spec.gpu.name,
         "backend": c.dispatch.backend_of(cs.spec.backend), "up": cs.up and cs.provider not in st.providers_down,
-        "gpus": cs.capacity, "free_gpus": cs.domains.free_total, "domains_down": sorted(cs.domains.down)})
+        "gpus": cs.capacity, "free_gpus": cs.domains.free_total, "domains_down": sorted(cs.domains.down),
+        "used_gpus": cs.allocated, "failed_gpus": cluster_gpus(cs, st)["failed"]})
         for cs in st.clusters)
     queued = c.sched.queued if c.sched is not None else 0
     gauges = {"queued": queued, "active_placements": len(c.dispatch.active),

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from ..model.scenario import Portfolio
 from ..placement.costs import spent_on_schedule
-from ..placement.state import ContractState, FleetState
+from ..placement.state import ContractState, FleetState, to_seconds
 from ..simulation.accounting import Accounting
 from ..store import tables as T
 
@@ -180,6 +180,19 @@ def read_rows(s: Session, since: float, until: float) -> tuple[list[Usage], list
     fees = [Fee(r.at, r.provider, r.cluster, r.kind, r.usd, r.ref)
             for r in s.scalars(select(C).where(C.at >= since, C.at < until, C.status == "done").order_by(C.at))]
     return usage, fees
+
+
+def window_bill(s: Session, portfolio: Portfolio, t0: float, t1: float, teams: bool = False) -> dict:
+    """The bill of [t0, t1) from the database (`gpufleet spend`, the dashboard, `gpufleet status`)."""
+    usage, fees = read_rows(s, t0, t1)
+    # Nothing costs anything before the first contract, placement or fee: bill from the whole hour it
+    # falls in, so a window that opens years earlier costs no time and bills the same.
+    starts = [to_seconds(k.start) for k in portfolio.contracts] + [u.start for u in usage] + [f.at for f in fees]
+    t_bill = min(t1, max(t0, math.floor(min(starts, default=t1) / HOUR) * HOUR))
+    bill = spend(portfolio, usage, fees, t_bill, t1)
+    if teams:
+        bill["teams"] = team_spend(bill, usage, t_bill, t1)
+    return bill
 
 
 def team_spend(bill: dict, usage: Iterable[Usage], since: float, until: float) -> list[dict]:

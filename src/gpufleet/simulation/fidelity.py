@@ -55,7 +55,8 @@ def philly_portfolio(vc_nodes: dict[str, int]) -> Portfolio:
 
 
 def select_jobs(jobs: list[TraceJob], vc_nodes: dict[str, int]) -> tuple[list[TraceJob], Counter]:
-    kept, skipped = [], Counter()
+    kept: list[TraceJob] = []
+    skipped: Counter[str] = Counter()
     for j in jobs:
         nodes = vc_nodes.get(j.queue or "")
         if nodes is None:

@@ -2,7 +2,6 @@
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures, which name local aliases.
 
-import math
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -12,12 +11,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ...backends.base import BackendError, BackendUnavailable
-from ...placement.state import to_seconds
 from ...store import tables as T
 from ..auth import Principal
 from ..commands import ReserveCharge, SettleCharge
 from ..schemas import CapacityBlockIn, Name, When, errors
-from ..spend import HOUR, read_rows, spend, team_spend
+from ..spend import window_bill
 from . import Ctx
 
 
@@ -49,16 +47,10 @@ def add(app: FastAPI, ctx: Ctx) -> None:
             t1 = min(now, _utc(until).timestamp()) if until is not None else now  # nothing is billed ahead
             if (until is not None and _utc(until).timestamp() < t0) or t0 > now:
                 raise HTTPException(422, "since/until: the window must start before it ends, and not in the future")
-            usage, fees = read_rows(s, t0, t1)
+            bill = window_bill(s, portfolio, t0, t1, teams=True)
             unsettled = [{"charge": c.id, "at": c.at, "status": c.status, "provider": c.provider, "cluster": c.cluster,
                           "usd": c.usd, "offering_id": c.offering_id, "ref": c.ref}
                          for c in s.scalars(select(T.Charge).where(T.Charge.status.in_(("pending", "unknown"))))]
-        # Nothing costs anything before the first contract, placement or fee: bill from the whole hour it
-        # falls in, so a window that opens years earlier costs no time and bills the same.
-        starts = [to_seconds(k.start) for k in portfolio.contracts] + [u.start for u in usage] + [f.at for f in fees]
-        t_bill = min(t1, max(t0, math.floor(min(starts, default=t1) / HOUR) * HOUR))
-        bill = spend(portfolio, usage, fees, t_bill, t1)
-        bill["teams"] = team_spend(bill, usage, t_bill, t1)
         bill["since"] = t0
         bill["unsettled"] = unsettled
         return bill
