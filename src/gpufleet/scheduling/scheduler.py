@@ -276,7 +276,7 @@ class Scheduler:
         w.seq = self._seq
         ahead = [e[-1] for e in part.entries if tuple(e[:-1]) <= self.order(w)] if part else []
         same = next((x for x in ahead if x.blocker == w.blocker), None)
-        if same is not None or (ahead and (self.blocking or self._full(part))):
+        if same is not None or (part is not None and ahead and (self.blocking or self._full(part))):
             first = same or ahead[0]
             why = f"would wait behind {first.label}" + (f", which waits: {first.reason}" if first.reason else "")
             return SetResult(unplaced=[Decision(w.requests[0], reason=why)]), ahead
