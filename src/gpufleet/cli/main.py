@@ -11,7 +11,7 @@ import typer
 
 from ..devtools.cli import dev_app
 from . import demo as demo_cmd
-from . import inputs, live, place, reports, simulate
+from . import inputs, live, place, reports, simulate, sweep
 from . import plan as plan_cmd
 from .common import EXIT_FAILURE, err
 
@@ -38,6 +38,7 @@ app.command()(inputs.catalog)
 app.command()(inputs.show)
 app.command()(place.place)
 app.command()(simulate.simulate)
+app.command()(sweep.sweep)
 app.command()(plan_cmd.plan)
 app.command(cls=demo_cmd.DemoCommand)(demo_cmd.demo)
 app.add_typer(reports.report_app, name="report")
