@@ -31,6 +31,14 @@ def gpus(n: int) -> str:
     return f"{n:,} GPU" if n == 1 else f"{n:,} GPUs"
 
 
+def short(x: float, digits: int = 2) -> str:
+    """A large number, short: 12.3k, 4.56M, 7.89B (below a thousand, whole)."""
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:,.{digits}f}{unit}"
+    return f"{x:,.0f}"
+
+
 def emit_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
 

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from ..files import FileError, load_job
 from .client import Client
-from .common import EXIT_UNPLACEABLE, emit_json, escape, gpus, out, report_file_error
+from .common import EXIT_UNPLACEABLE, emit_json, escape, gpus, out, report_file_error, short
 from .live import JsonOpt, ServerOpt, _bad, _when
 from .place import _explain_table
 
@@ -217,10 +217,7 @@ def queue(
 
 # == status ================================================================================================
 def _usd(x: float) -> str:
-    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= div:
-            return f"${x / div:,.1f}{unit}"
-    return f"${x:,.0f}"
+    return "$" + short(x, 1)
 
 
 def _day(t: float) -> str:

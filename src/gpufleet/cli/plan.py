@@ -20,7 +20,7 @@ from ..planning.result import plan_doc
 from ..planning.simcheck import simulation_check
 from ..planning.solution import Plan
 from ..planning.whatif import WhatIf, WhatIfError, apply_what_if, compare, parse_what_if
-from .common import EXIT_FAILURE, bad_input, emit_json, err, escape, out, scenario_or_exit
+from .common import EXIT_FAILURE, bad_input, emit_json, err, escape, out, scenario_or_exit, short
 
 QUARTERS_AFTER = 24      # print quarters instead of months when the plan has more periods than this
 
@@ -54,10 +54,7 @@ def _what_ifs(specs: list[str], pr: Problem) -> list[WhatIf]:
 
 def _m(x: float) -> str:
     """GPU-hours, short: 12.3k, 4.56M, 7.89B."""
-    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= div:
-            return f"{x / div:,.2f}{unit}"
-    return f"{x:,.0f}"
+    return short(x)
 
 
 def _usd(x: float) -> str:

@@ -245,8 +245,7 @@ class Scheduler:
         eng = self.engine
         res = SetResult()
         may_preempt = len(w.requests) == 1
-        key = w.requests[0].spread_key
-        used: set[str] = set(self.spread.get(key, ())) if key is not None and w.min_providers > 1 else set()
+        used = self._spread_of(w)
         for r in w.requests:
             d = self._decide(r, w.min_providers, used, explain, may_preempt)
             if not d.placed:
@@ -282,8 +281,7 @@ class Scheduler:
             return SetResult(unplaced=[Decision(w.requests[0], reason=why)]), ahead
         eng, res = self.engine, SetResult()
         may_preempt = len(w.requests) == 1
-        key = w.requests[0].spread_key
-        used: set[str] = set(self.spread.get(key, ())) if key is not None and w.min_providers > 1 else set()
+        used = self._spread_of(w)
         held: list[str] = []
         try:
             for r in w.requests:
@@ -303,6 +301,11 @@ class Scheduler:
             for rid in reversed(held):
                 eng.release(rid)
         return res, ahead
+
+    def _spread_of(self, w: Work) -> set[str]:
+        """The providers a `min_providers` service already runs replicas on (empty for other work)."""
+        key = w.requests[0].spread_key
+        return set(self.spread.get(key, ())) if key is not None and w.min_providers > 1 else set()
 
     def _decide(self, r: Request, min_providers: int, used: set[str], explain: bool, may_preempt: bool
                 ) -> Decision:
